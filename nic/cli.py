@@ -1,0 +1,201 @@
+"""The `nic` command: parses arguments and calls the modules; every failure is one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from nic.errors import NicError
+
+
+def _compress(args: argparse.Namespace) -> None:
+    from nic import codec, io
+
+    src = Path(args.input)
+    out = Path(args.output) if args.output else src.with_suffix(".nic")
+    io.check_writable(out, args.force)
+    picture = io.read_image(src)
+    if args.bpp is not None:
+        data = codec.encode_to_size(picture, args.bpp, args.model)
+    else:
+        data = codec.encode(picture, args.quality, args.model)
+    io.atomic_write(out, data, args.force)
+    bpp = len(data) * 8 / (picture.width * picture.height)
+    if args.bpp is not None and bpp > args.bpp:
+        print(f"nic: warning: {bpp:.3f} bpp at the lowest quality is above the {args.bpp} bpp asked for",
+              file=sys.stderr)
+    print(f"{out}: {len(data)} bytes, {bpp:.4f} bpp, {picture.width}x{picture.height}")
+
+
+def _decompress(args: argparse.Namespace) -> None:
+    from nic import codec, io
+
+    src = Path(args.input)
+    out = Path(args.output) if args.output else src.with_suffix(".png")
+    io.check_writable(out, args.force)
+    try:
+        data = src.read_bytes()
+    except OSError as e:
+        raise NicError(f"{src}: cannot read ({e.strerror})") from None
+    picture = codec.decode(data)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(out.suffix.lower(), "PNG" if out.suffix.lower() in ("", ".png")
+                                                else out.suffix.lstrip(".").upper())
+    try:
+        encoded = io.encode_image(picture, fmt)
+    except (KeyError, ValueError, OSError) as e:
+        raise NicError(f"{out}: cannot write this format ({e})") from None
+    io.atomic_write(out, encoded, args.force)
+    print(f"{out}: {picture.width}x{picture.height}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from nic import container
+
+    try:
+        data = Path(args.input).read_bytes()
+    except OSError as e:
+        raise NicError(f"{args.input}: cannot read ({e.strerror})") from None
+    h, sections = container.unpack(data)
+    pixels = h.width * h.height
+    kinds = {container.LATENT_SECTION: "latent", container.ALPHA_SECTION: "alpha"}
+    print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
+    print(f"format:      .nic version {container.VERSION}")
+    print(f"model:       {h.model} (weights {h.weights_hash.hex()})")
+    print(f"quality:     {h.quality}")
+    print(f"image:       {h.width}x{h.height}, {h.channels} channel(s){' grey' if h.grey else ''}, "
+          f"source {h.bit_depth}-bit, EXIF orientation {h.orientation} applied")
+    print(f"tiles:       {'none' if not h.tile else f'{h.tile}x{h.tile}'}")
+    print("sections:    " + ", ".join(f"{kinds.get(k, k)} {n} B" for k, n in h.sections))
+
+
+def _models(args: argparse.Namespace) -> None:
+    from nic.models import registry
+
+    cards = registry.available()
+    if not cards:
+        print("no models found")
+    for name, card in cards.items():
+        default = " (default)" if name == registry.DEFAULT_MODEL else ""
+        tr = card.get("training", {})
+        print(f"{name}{default}: {card.get('architecture', '?')} {card.get('config', {})}")
+        hours = tr.get("wall_time_s", 0) / 3600
+        print(f"  trained {tr.get('steps', '?')} steps, {hours:.2f} h on {tr.get('hardware', '?')}")
+        if card.get("kodak"):
+            pts = ", ".join(f"q{p['quality']}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in card["kodak"])
+            print(f"  Kodak: {pts}")
+        print(f"  {card['path']}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from nic.train.config import resolve
+    from nic.train.loop import train
+
+    overrides = list(args.set or [])
+    for flag, key in (("steps", "optim.steps"), ("batch", "data.batch"), ("lr", "optim.lr"),
+                      ("device", "run.device"), ("model", "model.architecture")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)!r}" if isinstance(getattr(args, flag), str)
+                             else f"{key}={getattr(args, flag)}")
+    if args.data:
+        overrides.append("data.sources=[" + ", ".join(repr(d) for d in args.data) + "]")
+    cfg = resolve(args.config, overrides)
+    result = train(cfg, Path(args.run), resume=args.resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{args.run}: {result['step']} steps, {result['elapsed'] / 60:.1f} min, "
+              f"{result['skipped']} non-finite steps skipped")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from nic.models.registry import user_model_dir
+    from nic.train.export import export
+
+    kodak = Path(args.kodak) if args.kodak else None
+    card = export(Path(args.run), args.name, Path(args.out) if args.out else user_model_dir(), kodak, args.force)
+    print(f"exported {args.name}: {card['size_bytes']} bytes, sha256 {card['sha256'][:16]}")
+    for p in card.get("kodak", []):
+        print(f"  q{p['quality']}: {p['bpp']:.4f} bpp, {p['psnr']:.2f} dB")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nic", description="nic: a learned image codec")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="compress an image into a .nic file")
+    c.add_argument("input")
+    c.add_argument("-o", "--output")
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=int, default=75, help="1-100, higher is better (75)")
+    rate.add_argument("--bpp", type=float, help="largest file at most this many bits per pixel")
+    c.add_argument("--model", help="model name (see `nic models`)")
+    c.add_argument("--force", action="store_true", help="overwrite an existing output")
+    c.set_defaults(handler=_compress)
+
+    d = sub.add_parser("decompress", help="decompress a .nic file into an image (PNG)")
+    d.add_argument("input")
+    d.add_argument("-o", "--output")
+    d.add_argument("--force", action="store_true", help="overwrite an existing output")
+    d.set_defaults(handler=_decompress)
+
+    i = sub.add_parser("info", help="show the header of a .nic file")
+    i.add_argument("input")
+    i.set_defaults(handler=_info)
+
+    m = sub.add_parser("models", help="list models and their Kodak RD points")
+    m.set_defaults(handler=_models)
+
+    t = sub.add_parser("train", help="train a model (see configs/)")
+    t.add_argument("--config", help="TOML config file")
+    t.add_argument("--run", required=True, help="run folder (config, log, checkpoints)")
+    t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    t.add_argument("--data", nargs="+", help="image folders and/or CIFAR-100 .tar.gz")
+    t.add_argument("--model", help="architecture to train")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--device", help="auto, cpu, cuda")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(handler=_train)
+
+    e = sub.add_parser("export", help="export a training run as a model")
+    e.add_argument("run", help="run folder or checkpoint file")
+    e.add_argument("--name", required=True)
+    e.add_argument("--out", help="folder (default: $NIC_MODEL_DIR or ~/.local/share/nic/models)")
+    e.add_argument("--kodak", help="folder of PNGs to measure the model card's RD points on")
+    e.add_argument("--force", action="store_true")
+    e.set_defaults(handler=_export)
+    return p
+
+
+def _warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"nic: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    warnings.showwarning = _warning
+    try:
+        args.handler(args)
+    except NicError as e:
+        print(f"nic: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nic: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("nic: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("NIC_DEBUG"):
+            raise
+        print(f"nic: internal error: {type(e).__name__}: {e} (set NIC_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

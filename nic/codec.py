@@ -1,0 +1,125 @@
+"""Image <-> .nic bytes: padding, quality or target-size control, alpha, grey, the header.
+
+Compression and decompression share one model object and one container; the decoder needs
+nothing but the file and the weights that its header names and hashes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from nic import container
+from nic.container import ALPHA_SECTION, LATENT_SECTION, Header
+from nic.errors import FormatError, NicError
+from nic.io import Picture
+from nic.models import registry
+from nic.models.rate import QUALITY_MAX, QUALITY_MIN
+from nic.models.registry import LoadedModel
+
+DEFAULT_QUALITY = 75
+
+
+def to_tensor(rgb: np.ndarray, multiple: int) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H', W') in [0, 1], edge-padded up to a multiple of `multiple`."""
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255)
+    h, w = x.shape[2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+def _encode_alpha(alpha: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(alpha, "L").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _decode_alpha(data: bytes, height: int, width: int) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "PNG" or img.mode != "L" or img.size != (width, height):
+                raise FormatError("alpha section does not match the image")
+            return np.asarray(img).copy()
+    except FormatError:
+        raise
+    except Exception as e:
+        raise FormatError(f"alpha section is corrupt ({e})") from None
+
+
+def resolve_model(model: str | LoadedModel | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    return registry.load(model or registry.DEFAULT_MODEL)
+
+
+def check_quality(quality: int) -> int:
+    if not isinstance(quality, (int, np.integer)) or not QUALITY_MIN <= quality <= QUALITY_MAX:
+        raise NicError(f"quality must be an integer from {QUALITY_MIN} to {QUALITY_MAX}, got {quality!r}")
+    return int(quality)
+
+
+def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None) -> bytes:
+    """Compress a Picture at one quality (1-100) into .nic bytes."""
+    quality = check_quality(quality)
+    lm = resolve_model(model)
+    x = to_tensor(picture.rgb, lm.model.downsampling)
+    sections = [(LATENT_SECTION, s) for s in lm.model.compress(x, quality)]
+    if picture.alpha is not None:
+        sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
+    header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
+                    picture.channels, picture.pixels.shape[2] == 1, picture.bit_depth, picture.orientation)
+    return container.pack(header, sections)
+
+
+def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None = None) -> bytes:
+    """The highest quality whose file is at most `bpp` bits per pixel (bisection over 1-100).
+
+    Rate grows with quality, so bisection finds it in at most 7 encodes. If even quality 1
+    is larger than asked, that smallest file is returned (the caller reports it).
+    """
+    if not bpp > 0:
+        raise NicError(f"target bpp must be positive, got {bpp}")
+    budget = bpp * picture.width * picture.height / 8
+    lo, hi = QUALITY_MIN, QUALITY_MAX
+    best = encode(picture, lo, model)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        data = encode(picture, mid, model)
+        if len(data) <= budget:
+            lo, best = mid, data
+        else:
+            hi = mid - 1
+    return best
+
+
+def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
+    """Decompress .nic bytes into a Picture, refusing files made with other weights.
+
+    The model is the one the header names, unless one is given (e.g. during training).
+    """
+    header, sections = container.unpack(data)
+    lm = model if model is not None else registry.load(header.model)
+    if lm.name != header.model:
+        raise FormatError(f"file was made with model {header.model!r}, not {lm.name!r}")
+    if lm.weights_hash != header.weights_hash:
+        raise FormatError(f"file was made with other weights for model {header.model!r} "
+                          f"({header.weights_hash.hex()}, installed {lm.weights_hash.hex()})")
+    latents = [s for kind, s in sections if kind == LATENT_SECTION]
+    alphas = [s for kind, s in sections if kind == ALPHA_SECTION]
+    has_alpha = header.channels in (2, 4)
+    if len(alphas) != has_alpha:
+        raise FormatError("alpha section does not match the channel count")
+    m = lm.model.downsampling
+    hp, wp = -(-header.height // m) * m, -(-header.width // m) * m
+    pixels = lm.model.decompress(latents, hp, wp, header.quality)
+    rgb = pixels[0, :, :header.height, :header.width].permute(1, 2, 0).contiguous().numpy()
+    if header.grey:
+        rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
+    alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None
+    return Picture(rgb, alpha, header.bit_depth, header.orientation)

@@ -1,0 +1,108 @@
+"""The bridge to constriction: symbols + per-symbol table indices <-> an ANS byte stream.
+
+Symbols are grouped by table and each group is coded in one vectorized call. A symbol outside
+its table's range is coded as the escape symbol followed by its exact value (sign, bit length,
+then the bits, all with uniform models), so nothing is ever clipped.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from nic.entropy.tables import TableSet
+from nic.errors import FormatError
+
+# constriction is a compiled extension whose submodules are attributes, not importable modules.
+AnsCoder = constriction.stream.stack.AnsCoder
+Categorical = constriction.stream.model.Categorical
+Uniform = constriction.stream.model.Uniform
+
+_SIGN, _LENGTH = Uniform(2), Uniform(64)
+_CHUNK = 16  # escape value bits are coded 16 at a time
+_MAX_ESCAPE_BITS = 40  # no model ever produces a latent beyond 2**40
+
+
+class Models:
+    """constriction models for a TableSet, built on first use from the integer counts."""
+
+    def __init__(self, tables: TableSet):
+        self.tables = tables
+        self._cache: dict[int, Categorical] = {}
+
+    def __getitem__(self, k: int) -> Categorical:
+        if k not in self._cache:
+            self._cache[k] = Categorical(self.tables.pmf(k), perfect=False)
+        return self._cache[k]
+
+
+def _escape_ops(values: np.ndarray) -> list[tuple[np.ndarray, object]]:
+    """The (symbols, model) steps that code each escaped distance exactly, in decode order."""
+    ops: list[tuple[np.ndarray, object]] = []
+    for v in values.tolist():
+        sign, m = (0, -v) if v < 0 else (1, v + 1)  # m >= 1: distance past the table's edge
+        nbits = m.bit_length() - 1
+        ops.append((np.array([sign, nbits], dtype=np.int32), None))
+        rest = m - (1 << nbits)
+        for shift in range(0, nbits, _CHUNK):
+            width = min(_CHUNK, nbits - shift)
+            ops.append((np.array([(rest >> shift) & ((1 << width) - 1)], dtype=np.int32), Uniform(1 << width)))
+    return ops
+
+
+def encode(symbols: np.ndarray, index: np.ndarray, models: Models) -> bytes:
+    """Code integer `symbols`, symbol i under table `index[i]`; decode with the same index."""
+    symbols = np.asarray(symbols, dtype=np.int64).ravel()
+    index = np.asarray(index, dtype=np.int64).ravel()
+    t = models.tables
+    ops: list[tuple[np.ndarray, object]] = []  # in the order the decoder will read them
+    for k in np.unique(index).tolist():
+        v = symbols[index == k] - t.offsets[k]
+        n = int(t.lengths[k]) - 1
+        escaped = (v < 0) | (v >= n)
+        ops.append((np.where(escaped, n, v).astype(np.int32), models[k]))
+        if escaped.any():
+            e = v[escaped]
+            ops += _escape_ops(np.where(e < 0, e, e - n))
+    coder = AnsCoder()
+    for data, model in reversed(ops):  # ANS is a stack: encode last what is decoded first
+        if model is None:
+            coder.encode_reverse(data[1:], _LENGTH)
+            coder.encode_reverse(data[:1], _SIGN)
+        else:
+            coder.encode_reverse(data, model)
+    return coder.get_compressed().tobytes()
+
+
+def decode(data: bytes, index: np.ndarray, models: Models) -> np.ndarray:
+    """Inverse of `encode`; a stream that does not decode exactly raises FormatError."""
+    if len(data) % 4:
+        raise FormatError("entropy-coded section has a length that is not a multiple of 4")
+    index = np.asarray(index, dtype=np.int64).ravel()
+    t = models.tables
+    out = np.empty(index.shape, dtype=np.int64)
+    try:
+        coder = AnsCoder(np.frombuffer(data, dtype=np.uint32).copy())
+        for k in np.unique(index).tolist():
+            pos = np.nonzero(index == k)[0]
+            n = int(t.lengths[k]) - 1
+            v = coder.decode(models[k], len(pos)).astype(np.int64)
+            for j in np.nonzero(v == n)[0].tolist():
+                sign = int(coder.decode(_SIGN, 1)[0])
+                nbits = int(coder.decode(_LENGTH, 1)[0])
+                if nbits > _MAX_ESCAPE_BITS:
+                    raise FormatError("entropy-coded section holds an impossible escape value")
+                m = 1 << nbits
+                for shift in range(0, nbits, _CHUNK):
+                    width = min(_CHUNK, nbits - shift)
+                    m += int(coder.decode(Uniform(1 << width), 1)[0]) << shift
+                v[j] = n + m - 1 if sign else -m
+            out[pos] = v + t.offsets[k]
+        leftover = not coder.is_empty()
+    except FormatError:
+        raise
+    except Exception as e:  # constriction reports a broken stream in several ways
+        raise FormatError(f"entropy-coded section is corrupt ({e})") from None
+    if leftover:
+        raise FormatError("entropy-coded section has data left after the last symbol")
+    return out

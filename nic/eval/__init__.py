@@ -1,0 +1,1 @@
+"""Evaluation: metrics, classic codecs through Pillow, BD-rate, and the results folder."""

@@ -1,0 +1,129 @@
+"""Mean-scale hyperprior (Minnen et al. 2018, without the serial context model): the default.
+
+    x -g_a-> y -h_a-> z -round-> ẑ -h_s-> (mu, log sigma)
+    y·gain -round around mu-> ŷ_g  (Gaussian conditional, one of 64 integer tables per symbol)
+    ŷ_g·inv_gain -g_s-> x̂
+The hyper path sees the ungained y, so one h_s serves every quality: mu and sigma are simply
+scaled by the gain. At coding time h_s runs as an exact integer network (`integer.py`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nic.entropy import coder
+from nic.entropy.factorized import FactorizedDensity
+from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, SCALE_TABLE, gaussian_bin_probability
+from nic.entropy.tables import TableSet, density_tables, gaussian_tables
+from nic.errors import FormatError
+from nic.models.integer import FRAC_BITS, coding_nets, export_nets, round_shift, to_pixels
+from nic.models.layers import GDN, conv, deconv
+from nic.models.quantize import noisy, ste_round
+from nic.models.rate import GainTable
+
+MEAN_BITS = 8  # fixed-point fraction of the gained mean used to centre each symbol
+
+
+class MeanScaleHyperprior(nn.Module):
+    downsampling = 64  # input sides are padded to a multiple of this
+    integer_only = ("h_s.", "g_s.")  # exported as exact integer networks only
+    integer_nets = {"h_s": 0, "g_s": FRAC_BITS}  # name: fractional bits of its input
+
+    def __init__(self, N: int = 128, M: int = 192, levels: int = 8,
+                 lmbda_min: float = 0.0015, lmbda_max: float = 0.12):
+        super().__init__()
+        self.config = dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max)
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+        self.g_s = nn.Sequential(
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+        )
+        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
+        self.h_s = nn.Sequential(
+            deconv(N, M), nn.ReLU(), deconv(M, M * 3 // 2), nn.ReLU(), conv(M * 3 // 2, 2 * M, 3, 1)
+        )
+        self.z_density = FactorizedDensity(N)
+        self.gain = GainTable(levels, M, lmbda_min, lmbda_max)
+
+    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log sigma) of the ungained y, from the decoded hyper-latent."""
+        mu, log_sigma = self.h_s(z_hat).chunk(2, dim=1)
+        return mu, log_sigma
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass: noisy latents for the rate, straight-through rounding for g_s."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_tilde = noisy(z)
+        z_bits = -torch.log2(self.z_density.bin_probability(z_tilde - 0.5, z_tilde + 0.5))
+        mu, log_sigma = self.entropy_parameters(ste_round(z))
+        gain, inv_gain = self.gain(t)
+        y_g, mu_g = y * gain, mu * gain
+        sigma_g = log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain
+        y_bits = -torch.log2(gaussian_bin_probability(noisy(y_g) - mu_g, sigma_g))
+        y_hat = (ste_round(y_g - mu_g) + mu_g) * inv_gain
+        x_hat = self.g_s(y_hat)
+        return {"x_hat": x_hat, "bits": y_bits.sum((1, 2, 3)) + z_bits.sum((1, 2, 3))}
+
+    # ---- coding: everything below runs on exported weights (see `export_coding`) ----
+
+    @torch.no_grad()
+    def export_coding(self) -> dict[str, torch.Tensor]:
+        """Integer tables, the integer h_s and per-quality fixed-point gains, for the weights file."""
+        gain, inv_gain = self.gain.quality_gains()
+        log_table = SCALE_TABLE.log()
+        thresholds = (log_table[:-1] + log_table[1:]) / 2  # nearest table in log scale
+        out = {
+            "coding.gain_fp": torch.round(gain * 2**FRAC_BITS).long(),
+            "coding.log_gain_fp": torch.round(gain.log() * 2**FRAC_BITS).long(),
+            "coding.inv_gain_fp": torch.round(inv_gain * 2**FRAC_BITS).long(),
+            "coding.thresholds": torch.round(thresholds * 2**FRAC_BITS).long(),
+        }
+        out |= density_tables(self.z_density).to_tensors("coding.z")
+        out |= gaussian_tables().to_tensors("coding.y")
+        return out | export_nets(self, self.integer_nets)
+
+    def load_coding(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.coding = {
+            **coding_nets(self, self.integer_nets, tensors),
+            "z": coder.Models(TableSet.from_tensors(tensors, "coding.z")),
+            "y": coder.Models(TableSet.from_tensors(tensors, "coding.y")),
+            **{k: tensors[f"coding.{k}"] for k in ("gain_fp", "log_gain_fp", "inv_gain_fp", "thresholds")},
+        }
+
+    def _y_parameters(self, z_sym: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact integer (gained mean in 1/2**MEAN_BITS units, table index) for every y symbol."""
+        c = self.coding
+        mu, log_sigma = c["h_s"](z_sym).long().chunk(2, dim=1)
+        g = c["gain_fp"][quality - 1][None, :, None, None]
+        mu_g = round_shift(mu * g, 2 * FRAC_BITS - MEAN_BITS)
+        log_sigma_g = log_sigma + c["log_gain_fp"][quality - 1][None, :, None, None]
+        index = torch.searchsorted(c["thresholds"], log_sigma_g.flatten()).view_as(log_sigma_g)
+        return mu_g, index
+
+    @torch.inference_mode()
+    def compress(self, x: torch.Tensor, quality: int) -> list[bytes]:
+        """A padded (1, 3, H, W) image in [0, 1] -> [z stream, y stream]."""
+        y = self.g_a(x)
+        z_sym = torch.round(self.h_a(y)).long()
+        z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
+        z_bytes = coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
+        mu_g, index = self._y_parameters(z_sym, quality)
+        gain = self.coding["gain_fp"][quality - 1].float().div(2**FRAC_BITS)[None, :, None, None]
+        y_sym = torch.round(y * gain - mu_g.float() / 2**MEAN_BITS).long()
+        return [z_bytes, coder.encode(y_sym.numpy(), index.numpy(), self.coding["y"])]
+
+    @torch.inference_mode()
+    def decompress(self, streams: list[bytes], height: int, width: int, quality: int) -> torch.Tensor:
+        """[z stream, y stream] of a padded H x W image -> (1, 3, H, W) uint8, exactly."""
+        if len(streams) != 2:
+            raise FormatError(f"hyperprior model expects 2 latent sections, found {len(streams)}")
+        z_shape = (1, self.config["N"], height // 64, width // 64)
+        z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape)
+        z_sym = torch.from_numpy(coder.decode(streams[0], z_index.numpy(), self.coding["z"])).view(z_shape)
+        mu_g, index = self._y_parameters(z_sym, quality)
+        y_sym = torch.from_numpy(coder.decode(streams[1], index.numpy(), self.coding["y"])).view(index.shape)
+        inv_gain = self.coding["inv_gain_fp"][quality - 1][None, :, None, None]
+        y_hat = round_shift(((y_sym << MEAN_BITS) + mu_g) * inv_gain, MEAN_BITS)
+        return to_pixels(self.coding["g_s"](y_hat))

@@ -1,0 +1,41 @@
+"""Building blocks shared by the architectures: strided convs and (inverse) GDN."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    """A 'same'-padded conv that downsamples by `stride`."""
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    """A transposed conv that upsamples by exactly `stride` (inverse shape of `conv`)."""
+    return nn.ConvTranspose2d(
+        cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
+    )
+
+
+class GDN(nn.Module):
+    """Simplified generalized divisive normalization (Johnston et al. 2019).
+
+    y_i = x_i / (beta_i + sum_j gamma_ij |x_j|); `inverse=True` multiplies instead (IGDN).
+    The L1 form needs no square root and trains as well as Ballé's original on RD loss.
+    beta and gamma are kept non-negative by storing their square roots.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.beta_sqrt = nn.Parameter(torch.ones(channels))
+        self.gamma_sqrt = nn.Parameter(torch.eye(channels).mul(0.1).add(1e-3).sqrt())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta = self.beta_sqrt.square() + 1e-6
+        gamma = self.gamma_sqrt.square()
+        c = gamma.shape[0]
+        norm = F.conv2d(x.abs(), gamma.view(c, c, 1, 1), beta)
+        return x * norm if self.inverse else x / norm

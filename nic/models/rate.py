@@ -1,0 +1,54 @@
+"""Variable rate in one model: per-channel gain vectors (Cui et al. 2021, asymmetric gains).
+
+The latent y is multiplied by a gain before rounding and by an inverse gain after it, so a
+larger gain means a finer quantizer. `levels` gain vectors are learned, each trained at its
+own lambda; between them both the gains and lambda are interpolated geometrically, so every
+quality from 1 to 100 is a trained operating point of the same weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+QUALITY_MIN, QUALITY_MAX = 1, 100
+
+
+class GainTable(nn.Module):
+    def __init__(self, levels: int, channels: int, lmbda_min: float, lmbda_max: float):
+        super().__init__()
+        self.levels = levels
+        self.lmbda_min, self.lmbda_max = lmbda_min, lmbda_max
+        # Rate theory: the best quantizer step shrinks like 1/sqrt(lambda); start there.
+        log_l = torch.linspace(0, 1, levels) * torch.log(torch.tensor(lmbda_max / lmbda_min))
+        init = 0.5 * (log_l - log_l.mean())
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, channels))
+        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, channels))
+
+    def position(self, quality: float) -> float:
+        """Map a quality in [1, 100] to a continuous level index in [0, levels - 1]."""
+        q = min(max(float(quality), QUALITY_MIN), QUALITY_MAX)
+        return (q - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (self.levels - 1)
+
+    def lmbda(self, t: torch.Tensor) -> torch.Tensor:
+        """The lambda that level position `t` is trained for (geometric interpolation)."""
+        frac = t / (self.levels - 1)
+        return self.lmbda_min * (self.lmbda_max / self.lmbda_min) ** frac
+
+    def _interp(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        lo = t.floor().long().clamp(0, self.levels - 2)
+        frac = (t - lo).unsqueeze(1)
+        log_g = table[lo] * (1 - frac) + table[lo + 1] * frac
+        return log_g.exp()[:, :, None, None]
+
+    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain, shaped (B, C, 1, 1), for level positions `t` of shape (B,)."""
+        return self._interp(self.log_gain, t), self._interp(self.log_inv_gain, t)
+
+    @torch.no_grad()
+    def quality_gains(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain (float64, one row per quality 1..100), for export."""
+        t = torch.tensor([self.position(q) for q in range(QUALITY_MIN, QUALITY_MAX + 1)], dtype=torch.float64)
+        table = GainTable._interp
+        return (table(self, self.log_gain.double(), t)[:, :, 0, 0],
+                table(self, self.log_inv_gain.double(), t)[:, :, 0, 0])

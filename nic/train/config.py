@@ -1,0 +1,75 @@
+"""Training configuration: defaults, TOML files, and `section.key=value` overrides."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from nic.errors import NicError
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"architecture": "hyperprior", "N": 96, "M": 144, "levels": 8,
+              "lmbda_min": 0.0015, "lmbda_max": 0.12},
+    "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512},
+    "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "clip": 1.0,
+              "metric": "mse"},
+    "run": {"seed": 0, "device": "auto", "threads": 0, "compile": False, "log_every": 50,
+            "checkpoint_every": 500,
+            "snapshot_every": 0, "eval_every": 0, "eval_dir": "../shared/data/kodak",
+            "eval_images": 4, "eval_qualities": [10, 50, 90]},
+}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def resolve(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, dict[str, Any]]:
+    """Defaults, then the TOML file, then `section.key=value` overrides, each checked."""
+    cfg = copy.deepcopy(DEFAULTS)
+    layers: list[tuple[str, str, Any]] = []
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise NicError(f"{path}: cannot read config ({e})") from None
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise NicError(f"{path}: '{section}' must be a table")
+            layers += [(section, k, v) for k, v in table.items()]
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise NicError(f"override {item!r} must look like section.key=value")
+        layers.append((section, name, _parse_value(value.strip())))
+    for section, name, value in layers:
+        if section not in cfg:
+            raise NicError(f"unknown config section {section!r} (known: {', '.join(cfg)})")
+        if name not in cfg[section] and section != "model":
+            raise NicError(f"unknown config key {section}.{name}")
+        cfg[section][name] = value
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_toml(cfg: dict[str, dict[str, Any]]) -> str:
+    """The resolved config as TOML, saved beside every run so it can be reproduced."""
+    return "\n".join(
+        f"[{section}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in table.items())
+        for section, table in cfg.items()
+    )

@@ -1,0 +1,137 @@
+"""Training images held in memory as uint8, and reproducible random crops and flips.
+
+Every batch is a pure function of (seed, step, rank): resuming at step s draws exactly the
+batches an uninterrupted run would have drawn, with no sampler state to save.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nic.errors import NicError
+from nic.io import read_image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
+                  ".avif", ".jp2", ".heic", ".jxl", ".tga"}
+
+
+def _downscale(a: np.ndarray, max_side: int) -> np.ndarray:
+    """Area-downscale so the short side is at most `max_side` (hides noise, bounds memory)."""
+    h, w = a.shape[:2]
+    if min(h, w) <= max_side:
+        return a
+    s = max_side / min(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(a).resize(size, Image.Resampling.BOX))
+
+
+def load_folder(folder: Path, max_side: int) -> list[np.ndarray]:
+    """Every image under `folder` (recursively), as (H, W, 3) uint8."""
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = []
+    for p in paths:
+        try:
+            images.append(_downscale(read_image(p).rgb, max_side))
+        except NicError as e:
+            print(f"nic train: skipping {e}")
+    return images
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what the CIFAR pickles hold: dicts, lists, bytes, numbers and numpy arrays."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise NicError(f"CIFAR tarball: refusing to load {module}.{name} from a pickle")
+        if name == "_reconstruct":
+            return np._core.multiarray._reconstruct
+        return getattr(np, name)
+
+
+def load_cifar(tarball: Path, split: str = "train") -> list[np.ndarray]:
+    """Images of the CIFAR-100 python tarball (cifar-100-python/{train,test}) as (32, 32, 3)."""
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            member = next((m for m in tar.getmembers()
+                           if m.isfile() and Path(m.name).name == split), None)
+            if member is None:
+                raise NicError(f"{tarball}: no '{split}' file in the CIFAR tarball")
+            raw = tar.extractfile(member).read()
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except (tarfile.TarError, OSError, EOFError, pickle.UnpicklingError) as e:
+        raise NicError(f"{tarball}: not a readable CIFAR-100 tarball ({e})") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise NicError(f"{tarball}: '{split}' holds no (N, 3072) uint8 'data' array")
+    return list(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def load_sources(sources: list[str], max_side: int = 512) -> list[np.ndarray]:
+    """Images from folders and CIFAR-100 tarballs, in the order given."""
+    images: list[np.ndarray] = []
+    for src in sources:
+        path = Path(src).expanduser()
+        if path.is_dir():
+            images += load_folder(path, max_side)
+        elif path.name.endswith((".tar.gz", ".tgz")):
+            images += load_cifar(path)
+        else:
+            raise NicError(f"{src}: not a folder of images or a CIFAR-100 .tar.gz")
+    if not images:
+        raise NicError(f"no training images found in {', '.join(sources)}")
+    return images
+
+
+class CropSampler:
+    """Random crops with horizontal flips, drawn reproducibly from in-memory uint8 images.
+
+    When all images share one size they are stacked into one tensor, which can live on the GPU
+    so that cropping and flipping never leave it.
+    """
+
+    def __init__(self, images: list[np.ndarray], crop: int, device: torch.device, seed: int = 0):
+        self.crop, self.device, self.seed = crop, device, seed
+        # Images smaller than the crop are padded by edge replication (e.g. CIFAR's 32x32).
+        padded = [self._pad(a) for a in images]
+        if len({a.shape for a in padded}) == 1:
+            self.stack = torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2).contiguous().to(device)
+            self.images = None
+        else:
+            self.stack = None
+            self.images = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in padded]
+        self.count = len(padded)
+
+    def _pad(self, a: np.ndarray) -> np.ndarray:
+        h, w = a.shape[:2]
+        if h >= self.crop and w >= self.crop:
+            return a
+        return np.pad(a, ((0, max(0, self.crop - h)), (0, max(0, self.crop - w)), (0, 0)), mode="edge")
+
+    def generator(self, step: int, rank: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + step * 1009 + rank)
+
+    def batch(self, size: int, gen: torch.Generator) -> torch.Tensor:
+        """A float batch (size, 3, crop, crop) in [0, 1] on the sampler's device."""
+        c = self.crop
+        idx = torch.randint(self.count, (size,), generator=gen).tolist()
+        u = torch.rand(size, 3, generator=gen).tolist()
+        crops = []
+        for i, (uy, ux, uf) in zip(idx, u, strict=True):
+            img = self.stack[i] if self.stack is not None else self.images[i]
+            h, w = img.shape[1:]
+            oy, ox = int(uy * (h - c + 1)), int(ux * (w - c + 1))
+            patch = img[:, oy:oy + c, ox:ox + c]
+            crops.append(patch.flip(2) if uf < 0.5 else patch)
+        return torch.stack(crops).to(self.device, non_blocking=True).float().div_(255)

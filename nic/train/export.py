@@ -1,0 +1,61 @@
+"""`nic export`: a training run -> NAME.safetensors + NAME.json (the model card)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from nic.errors import NicError
+from nic.eval.rd import learned_points
+from nic.io import atomic_write
+from nic.models.registry import build, from_bytes
+from nic.models.weights import serialize
+from nic.train.loop import CHECKPOINT, load_checkpoint
+
+CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
+
+
+def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force: bool = False,
+           qualities: list[int] = CARD_QUALITIES) -> dict:
+    """Export the run's latest checkpoint as model `name`, with RD points measured on `kodak`."""
+    if not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
+        raise NicError(f"model name {name!r}: use letters, digits, '-' and '_'")
+    state = load_checkpoint(run / CHECKPOINT if run.is_dir() else run)
+    cfg = state["config"]
+    mcfg = dict(cfg["model"])
+    model = build(mcfg.pop("architecture"), **mcfg)
+    model.load_state_dict(state["model"])
+    model.eval()
+    data = serialize(model, cfg["model"])
+    card = {
+        "name": name,
+        "architecture": cfg["model"]["architecture"],
+        "config": cfg["model"],
+        "training": {
+            "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
+            "steps": state["step"], "wall_time_s": round(state["elapsed"], 1),
+            "hardware": state["hardware"], "optimizer": cfg["optim"],
+        },
+        "exported": time.strftime("%Y-%m-%d"),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+    }
+    if kodak is not None:
+        images = sorted(kodak.glob("*.png"))
+        if not images:
+            raise NicError(f"{kodak}: no PNG images to measure the model card's RD points on")
+        lm = from_bytes(name, data, card)
+        with torch.inference_mode():
+            card["kodak"] = learned_points(lm, images, qualities)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights, card_path = out_dir / f"{name}.safetensors", out_dir / f"{name}.json"
+    for p in (weights, card_path):
+        if p.exists() and not force:
+            raise NicError(f"{p}: already exists (use --force to overwrite)")
+    atomic_write(weights, data, force=True)
+    atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode(), force=True)
+    return card

@@ -1,0 +1,169 @@
+"""The training loop: one process or DDP, atomic checkpoints, exact resume, JSONL logs.
+
+Run through `nic train`; under `torchrun --nproc_per_node N -m nic train ...` every process
+trains on its own crops and gradients are averaged (NCCL on GPUs, gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from nic.errors import NicError
+from nic.models.registry import build
+from nic.train.config import to_toml
+from nic.train.data import CropSampler, load_sources
+from nic.train.loss import rd_loss
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def hardware(device: torch.device) -> str:
+    """A one-line description of what trained the model, for the model card."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu} CPU x{torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def learning_rate(step: int, optim: dict[str, Any]) -> float:
+    """Linear warm-up, then cosine decay from lr to min_lr over the remaining steps."""
+    if step < optim["warmup"]:
+        return optim["lr"] * (step + 1) / optim["warmup"]
+    frac = (step - optim["warmup"]) / max(1, optim["steps"] - optim["warmup"])
+    return optim["min_lr"] + 0.5 * (optim["lr"] - optim["min_lr"]) * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temp file, then rename: a kill at any moment leaves the old one whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise NicError(f"{path}: no checkpoint to resume from")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _select_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def train(cfg: dict[str, dict[str, Any]], run_dir: Path, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train (or continue training) the model described by `cfg` into `run_dir`."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _select_device(cfg["run"]["device"], local_rank)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if cfg["run"]["threads"]:
+        torch.set_num_threads(cfg["run"]["threads"])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / CHECKPOINT
+    state = load_checkpoint(ckpt_path) if resume else None
+    if state is not None:
+        cfg = state["config"]  # a resumed run keeps the config it started with
+    elif rank == 0:
+        (run_dir / "config.toml").write_text(to_toml(cfg))
+
+    mcfg = dict(cfg["model"])
+    model = build(mcfg.pop("architecture"), **mcfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"])
+    step, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+    net = DistributedDataParallel(model) if world > 1 else model
+    fwd = torch.compile(net) if cfg["run"]["compile"] else net
+
+    dcfg, ocfg, rcfg = cfg["data"], cfg["optim"], cfg["run"]
+    sampler = CropSampler(load_sources(dcfg["sources"], dcfg["max_side"]), dcfg["crop"], device, rcfg["seed"])
+    per_rank = max(1, dcfg["batch"] // world)
+    levels = model.gain.levels
+    log = (run_dir / "log.jsonl").open("a") if rank == 0 else None
+    bar = tqdm(total=ocfg["steps"], initial=step, disable=not progress or rank != 0,
+               dynamic_ncols=True, mininterval=2.0)
+    skipped, window, t_window = 0, [], time.time()
+    t_start = time.time() - elapsed
+    model.train()
+    while step < ocfg["steps"]:
+        gen = sampler.generator(step, rank)
+        x = sampler.batch(per_rank, gen)
+        t = torch.rand(per_rank, generator=gen).to(device) * (levels - 1)
+        torch.manual_seed(rcfg["seed"] * 7919 + step * 131 + rank)  # the noise, reproducibly
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        lr = learning_rate(step, ocfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = fwd(x, t)
+        m = rd_loss(x, out, model.gain.lmbda(t), ocfg["metric"])
+        opt.zero_grad(set_to_none=True)
+        m["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg["clip"])
+        finite = torch.isfinite(m["loss"]) & torch.isfinite(grad_norm)
+        if world > 1:  # every rank must agree to skip, or DDP falls out of step
+            flag = finite.float().to(device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag.bool()
+        if bool(finite):
+            opt.step()
+        else:
+            skipped += 1
+        step += 1
+        bar.update(1)
+        window.append([m["loss"].item(), m["bpp"].item(), m["psnr"].item()])
+        if rank == 0 and (step % rcfg["log_every"] == 0 or step == ocfg["steps"]):
+            loss, bpp, psnr = (sum(c) / len(c) for c in zip(*window, strict=True))
+            rate = len(window) / max(1e-9, time.time() - t_window)
+            record = {"step": step, "loss": loss, "bpp": bpp, "psnr": psnr, "lr": lr,
+                      "steps_per_s": rate, "skipped": skipped, "elapsed_s": time.time() - t_start}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss:.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}", refresh=False)
+            window, t_window = [], time.time()
+        if rank == 0 and (step % rcfg["checkpoint_every"] == 0 or step == ocfg["steps"]):
+            save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "elapsed": time.time() - t_start, "config": cfg, "hardware": hardware(device),
+            })
+            if rcfg["snapshot_every"] and step % rcfg["snapshot_every"] == 0:
+                (run_dir / "snapshots").mkdir(exist_ok=True)
+                save_checkpoint(run_dir / "snapshots" / f"step-{step:07d}.pt", {
+                    "model": model.state_dict(), "step": step, "elapsed": time.time() - t_start,
+                    "config": cfg, "hardware": hardware(device)})
+    bar.close()
+    if log:
+        log.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"step": step, "elapsed": time.time() - t_start, "skipped": skipped}

@@ -1,0 +1,134 @@
+"""The `nic` command end to end, in a subprocess: real files in, real files out, and every
+bad input answered with one line on stderr, a non-zero exit and no output file."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nic.eval.metrics import psnr
+from tests.conftest import DATA, run_nic
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    Image.open(DATA / "kodim05-crop.png").save(tmp_path / "photo.png")
+    return tmp_path
+
+
+def assert_clean_failure(result, workdir: Path, before: set[str], needle: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nic: error:") and needle in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert {p.name for p in workdir.iterdir()} == before  # nothing left behind, no temp files
+
+
+def test_compress_decompress_info_models(workdir):
+    r = run_nic("compress", "photo.png", "-q", "60", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    nic_file = workdir / "photo.nic"
+    assert nic_file.stat().st_size > 100
+    r = run_nic("decompress", "photo.nic", "-o", "back.png", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    src = np.asarray(Image.open(workdir / "photo.png").convert("RGB"))
+    out = np.asarray(Image.open(workdir / "back.png"))
+    assert out.shape == src.shape and psnr(src, out) > 25
+    r = run_nic("info", "photo.nic", cwd=workdir)
+    assert r.returncode == 0 and "quality:     60" in r.stdout and "128x96" in r.stdout
+    r = run_nic("models")
+    assert r.returncode == 0 and "hyperprior (default)" in r.stdout
+
+
+def test_target_size(workdir):
+    r = run_nic("compress", "photo.png", "--bpp", "0.8", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert (workdir / "photo.nic").stat().st_size * 8 / (128 * 96) <= 0.8
+
+
+def test_exif_orientation_is_applied(workdir):
+    img = Image.open(workdir / "photo.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    img.save(workdir / "rotated.jpg", quality=95, exif=exif)
+    assert run_nic("compress", "rotated.jpg", cwd=workdir).returncode == 0
+    assert run_nic("decompress", "rotated.nic", cwd=workdir).returncode == 0
+    assert Image.open(workdir / "rotated.png").size == (96, 128)
+
+
+def test_sixteen_bit_input_warns_and_works(workdir):
+    grey16 = (np.asarray(Image.open(workdir / "photo.png").convert("L")).astype(np.uint16) * 257)
+    Image.fromarray(grey16).save(workdir / "deep.png")
+    r = run_nic("compress", "deep.png", cwd=workdir)
+    assert r.returncode == 0 and "reduced to 8 bits" in r.stderr
+    assert run_nic("decompress", "deep.nic", "-o", "deep-back.png", cwd=workdir).returncode == 0
+    assert Image.open(workdir / "deep-back.png").mode == "L"
+
+
+def make_nic(workdir: Path) -> bytes:
+    assert run_nic("compress", "photo.png", "-o", "good.nic", cwd=workdir).returncode == 0
+    return (workdir / "good.nic").read_bytes()
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_bad_inputs(workdir):
+    good = make_nic(workdir)
+    (workdir / "empty.png").write_bytes(b"")
+    (workdir / "text.png").write_text("this is not an image\n")
+    (workdir / "trunc.png").write_bytes((workdir / "photo.png").read_bytes()[:300])
+    (workdir / "empty.nic").write_bytes(b"")
+    (workdir / "trunc.nic").write_bytes(good[: len(good) // 2])
+    (workdir / "flip.nic").write_bytes(good[:60] + bytes([good[60] ^ 4]) + good[61:])
+    (workdir / "magic.nic").write_bytes(b"JUNK" + good[4:])
+    (workdir / "version.nic").write_bytes(good[:4] + b"\x09" + good[5:])
+    name = b"hyperprior"
+    (workdir / "model.nic").write_bytes(with_crc(good[:31] + b"nosuchmode" + good[31 + len(name):-4]))
+    (workdir / "huge.nic").write_bytes(with_crc(good[:10] + struct.pack("<II", 2**31, 2**31) + good[18:-4]))
+    (workdir / "exists.png").write_bytes(b"keep me")
+    before = {p.name for p in workdir.iterdir()}
+    cases = [
+        (("compress", "missing.png"), "no such file"),
+        (("compress", "empty.png", "-o", "x.nic"), "not an image"),
+        (("compress", "text.png", "-o", "x.nic"), "not an image"),
+        (("compress", "trunc.png", "-o", "x.nic"), "cannot read image"),
+        (("compress", "photo.png", "-o", "good.nic"), "already exists"),
+        (("compress", "photo.png", "-o", "x.nic", "--model", "nope"), "unknown model"),
+        (("compress", "photo.png", "-o", "x.nic", "-q", "0"), "quality"),
+        (("compress", "photo.png", "-o", "x.nic", "--bpp", "-1"), "positive"),
+        (("decompress", "empty.nic", "-o", "x.png"), "bad magic"),
+        (("decompress", "trunc.nic", "-o", "x.png"), "checksum"),
+        (("decompress", "flip.nic", "-o", "x.png"), "checksum"),
+        (("decompress", "magic.nic", "-o", "x.png"), "bad magic"),
+        (("decompress", "version.nic", "-o", "x.png"), "version 9"),
+        (("decompress", "model.nic", "-o", "x.png"), "unknown model"),
+        (("decompress", "huge.nic", "-o", "x.png"), "2147483648x2147483648"),
+        (("decompress", "good.nic", "-o", "exists.png"), "already exists"),
+        (("info", "flip.nic"), "checksum"),
+    ]
+    for args, needle in cases:
+        assert_clean_failure(run_nic(*args, cwd=workdir), workdir, before, needle)
+    assert (workdir / "exists.png").read_bytes() == b"keep me"
+
+
+def test_force_overwrites(workdir):
+    make_nic(workdir)
+    (workdir / "out.png").write_bytes(b"old")
+    r = run_nic("decompress", "good.nic", "-o", "out.png", "--force", cwd=workdir)
+    assert r.returncode == 0 and Image.open(workdir / "out.png").size == (128, 96)
+
+
+def test_max_pixels_limit(workdir):
+    env = dict(os.environ, NIC_MAX_PIXELS="1000")
+    before = {p.name for p in workdir.iterdir()}
+    r = run_nic("compress", "photo.png", cwd=workdir, env=env)
+    assert_clean_failure(r, workdir, before, "limit of 1000 pixels")
