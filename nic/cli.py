@@ -11,10 +11,23 @@ from pathlib import Path
 from nic.errors import NicError
 
 
+def _batch(kind: str, args: argparse.Namespace, options: dict) -> None:
+    from nic import batch
+
+    if not args.output:
+        raise NicError(f"{kind}ing a folder needs -o OUTDIR")
+    summary = batch.run(kind, Path(args.input), Path(args.output), options, args.jobs, progress=True)
+    print(f"{summary.done} {kind}ed, {summary.skipped} skipped (already done), {len(summary.failed)} failed")
+    if summary.failed:
+        raise NicError(f"{len(summary.failed)} file(s) failed: " + "; ".join(e for _, e in summary.failed[:3]))
+
+
 def _compress(args: argparse.Namespace) -> None:
     from nic import codec, io
 
     src = Path(args.input)
+    if src.is_dir():
+        return _batch("compress", args, dict(quality=args.quality, bpp=args.bpp, model=args.model, force=args.force))
     out = Path(args.output) if args.output else src.with_suffix(".nic")
     io.check_writable(out, args.force)
     picture = io.read_image(src)
@@ -34,6 +47,8 @@ def _decompress(args: argparse.Namespace) -> None:
     from nic import codec, io
 
     src = Path(args.input)
+    if src.is_dir():
+        return _batch("decompress", args, dict(force=args.force))
     out = Path(args.output) if args.output else src.with_suffix(".png")
     io.check_writable(out, args.force)
     try:
@@ -91,7 +106,7 @@ def _models(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from nic.train.config import resolve
-    from nic.train.loop import train
+    from nic.train.loop import CHECKPOINT, load_checkpoint, train
 
     overrides = list(args.set or [])
     for flag, key in (("steps", "optim.steps"), ("batch", "data.batch"), ("lr", "optim.lr"),
@@ -101,7 +116,9 @@ def _train(args: argparse.Namespace) -> None:
                              else f"{key}={getattr(args, flag)}")
     if args.data:
         overrides.append("data.sources=[" + ", ".join(repr(d) for d in args.data) + "]")
-    cfg = resolve(args.config, overrides)
+    # A resumed run keeps its own config; flags given with --resume change it (e.g. more steps).
+    base = load_checkpoint(Path(args.run) / CHECKPOINT)["config"] if args.resume else None
+    cfg = resolve(args.config, overrides, base)
     result = train(cfg, Path(args.run), resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{args.run}: {result['step']} steps, {result['elapsed'] / 60:.1f} min, "
@@ -119,24 +136,37 @@ def _export(args: argparse.Namespace) -> None:
         print(f"  q{p['quality']}: {p['bpp']:.4f} bpp, {p['psnr']:.2f} dB")
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from nic.eval import report, runner
+
+    plan = runner.plan(Path(args.data), args.models, args.codecs, args.metrics, args.published)
+    out = Path(args.out)
+    outcome = runner.run(plan, out, args.jobs, args.force)
+    report.write(out, plan, outcome)
+    print(f"{out}: {len(plan.images)} images, {len(outcome.records)} results ({outcome.reused} reused, "
+          f"{outcome.measured} measured) in {outcome.seconds:.0f} s; see {out / 'report.html'}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nic", description="nic: a learned image codec")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compress", help="compress an image into a .nic file")
-    c.add_argument("input")
+    c = sub.add_parser("compress", help="compress an image (or a folder of them) into .nic")
+    c.add_argument("input", help="an image, or a folder (then -o names the output folder)")
     c.add_argument("-o", "--output")
     rate = c.add_mutually_exclusive_group()
     rate.add_argument("-q", "--quality", type=int, default=75, help="1-100, higher is better (75)")
     rate.add_argument("--bpp", type=float, help="largest file at most this many bits per pixel")
     c.add_argument("--model", help="model name (see `nic models`)")
     c.add_argument("--force", action="store_true", help="overwrite an existing output")
+    c.add_argument("--jobs", type=int, default=0, help="worker processes for a folder (default: all cores)")
     c.set_defaults(handler=_compress)
 
-    d = sub.add_parser("decompress", help="decompress a .nic file into an image (PNG)")
-    d.add_argument("input")
+    d = sub.add_parser("decompress", help="decompress a .nic file (or a folder of them) into PNG")
+    d.add_argument("input", help="a .nic file, or a folder (then -o names the output folder)")
     d.add_argument("-o", "--output")
     d.add_argument("--force", action="store_true", help="overwrite an existing output")
+    d.add_argument("--jobs", type=int, default=0, help="worker processes for a folder (default: all cores)")
     d.set_defaults(handler=_decompress)
 
     i = sub.add_parser("info", help="show the header of a .nic file")
@@ -148,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (see configs/)")
     t.add_argument("--config", help="TOML config file")
-    t.add_argument("--run", required=True, help="run folder (config, log, checkpoints)")
+    t.add_argument("run", help="run folder (config, log, checkpoints)")
     t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     t.add_argument("--data", nargs="+", help="image folders and/or CIFAR-100 .tar.gz")
     t.add_argument("--model", help="architecture to train")
@@ -167,6 +197,21 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--kodak", help="folder of PNGs to measure the model card's RD points on")
     e.add_argument("--force", action="store_true")
     e.set_defaults(handler=_export)
+
+    v = sub.add_parser("eval", help="measure models and classic codecs on a folder of images (RD, BD-rate, report)")
+    v.add_argument("data", help="folder of images, e.g. the 24 Kodak PNGs")
+    v.add_argument("--out", required=True, help="results folder; a rerun into it reuses finished results")
+    v.add_argument("--models",
+                   help="comma list of MODEL or MODEL:Q1,Q2,... (default: the default model at qualities "
+                        "1,10,20,35,50,65,80,90,100); 'none' for no learned model")
+    v.add_argument("--codecs", help="comma list of classic codecs: jpeg, jpeg444, webp, jp2, avif, jxl, heic "
+                                    "(default: all but jpeg444), or 'none'")
+    v.add_argument("--metrics", help="comma list of psnr, ssim, msssim (default: all three)")
+    v.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
+    v.add_argument("--published", help="folder of published Kodak results for reference curves "
+                                      "(default: 'published' beside DATA, if there); 'none' for none")
+    v.add_argument("--force", action="store_true", help="measure everything again, ignoring cached results")
+    v.set_defaults(handler=_eval)
     return p
 
 

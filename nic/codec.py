@@ -9,11 +9,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.nn import functional as F
 
-from nic import container
+from nic import container, tiling
 from nic.container import ALPHA_SECTION, LATENT_SECTION, Header
 from nic.errors import FormatError, NicError
 from nic.io import Picture
@@ -24,14 +22,10 @@ from nic.models.registry import LoadedModel
 DEFAULT_QUALITY = 75
 
 
-def to_tensor(rgb: np.ndarray, multiple: int) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H', W') in [0, 1], edge-padded up to a multiple of `multiple`."""
-    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255)
-    h, w = x.shape[2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x
+def pad(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-replicate the right and bottom of an (H, W, 3) image up to multiples of `multiple`."""
+    h, w = rgb.shape[:2]
+    return np.pad(rgb, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
 
 
 def _encode_alpha(alpha: np.ndarray) -> bytes:
@@ -68,8 +62,13 @@ def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | Loaded
     """Compress a Picture at one quality (1-100) into .nic bytes."""
     quality = check_quality(quality)
     lm = resolve_model(model)
-    x = to_tensor(picture.rgb, lm.model.downsampling)
-    sections = [(LATENT_SECTION, s) for s in lm.model.compress(x, quality)]
+    m = lm.model
+    padded = pad(picture.rgb, m.downsampling)
+    if hasattr(m, "compress_image"):  # a model that codes pixels through another codec
+        streams = m.compress_image(padded, quality)
+    else:
+        streams = m.compress_latent(tiling.analyse(m.g_a, padded, m.latent_stride), quality)
+    sections = [(LATENT_SECTION, s) for s in streams]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
@@ -117,8 +116,12 @@ def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
         raise FormatError("alpha section does not match the channel count")
     m = lm.model.downsampling
     hp, wp = -(-header.height // m) * m, -(-header.width // m) * m
-    pixels = lm.model.decompress(latents, hp, wp, header.quality)
-    rgb = pixels[0, :, :header.height, :header.width].permute(1, 2, 0).contiguous().numpy()
+    if hasattr(lm.model, "decompress_image"):
+        rgb = lm.model.decompress_image(latents, hp, wp, header.quality)
+    else:
+        y_hat = lm.model.decompress_latent(latents, hp, wp, header.quality)
+        rgb = tiling.synthesise(lm.model.synthesise, y_hat, lm.model.latent_stride)
+    rgb = rgb[:header.height, :header.width]
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None

@@ -20,6 +20,8 @@ from nic.errors import NicError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
+                  ".avif", ".jp2", ".heic", ".jxl", ".tga"}  # what folder-walking commands pick up
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 Mpx, e.g. 16384 x 16384; NIC_MAX_PIXELS overrides
 
 
@@ -170,7 +172,9 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
-    """Write via a temp file in the same folder and rename, so no reader sees half a file."""
+    """Write a whole file or nothing: callers compute every byte first, then this writes a
+    hidden temp file in the same folder, fsyncs it and renames it into place, so a kill at
+    any moment leaves either no output or the complete one (at worst a stray .NAME.*.tmp)."""
     path = check_writable(path, force)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

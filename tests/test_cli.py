@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import nic
 from nic.eval.metrics import psnr
 from tests.conftest import DATA, run_nic
 
@@ -132,3 +133,31 @@ def test_max_pixels_limit(workdir):
     before = {p.name for p in workdir.iterdir()}
     r = run_nic("compress", "photo.png", cwd=workdir, env=env)
     assert_clean_failure(r, workdir, before, "limit of 1000 pixels")
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_kill_9_leaves_no_partial_output(tmp_path, full_photo, command):
+    import subprocess
+    import sys
+    import time
+
+    big = Image.fromarray(full_photo).resize((1536, 1024))
+    big.save(tmp_path / "big.png")
+    if command == "decompress":
+        assert run_nic("compress", "big.png", "-o", "big.nic", cwd=tmp_path).returncode == 0
+    src, out = ("big.png", "out.nic") if command == "compress" else ("big.nic", "out.png")
+    before = {p.name for p in tmp_path.iterdir()}
+    for delay in (0.5, 1.0, 1.5, 2.0):
+        proc = subprocess.Popen([sys.executable, "-m", "nic", command, src, "-o", out], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        left = {p.name for p in tmp_path.iterdir()} - before
+        assert left in (set(), {out}), left  # nothing, or the whole file
+        if left:  # it finished before the kill: the file must be whole
+            if command == "compress":
+                nic.container.unpack((tmp_path / out).read_bytes())
+            else:
+                assert Image.open(tmp_path / out).size == (1536, 1024)
+            (tmp_path / out).unlink()

@@ -11,7 +11,7 @@ import constriction
 import numpy as np
 
 from nic.entropy.tables import TableSet
-from nic.errors import FormatError
+from nic.errors import FormatError, NicError
 
 # constriction is a compiled extension whose submodules are attributes, not importable modules.
 AnsCoder = constriction.stream.stack.AnsCoder
@@ -20,7 +20,7 @@ Uniform = constriction.stream.model.Uniform
 
 _SIGN, _LENGTH = Uniform(2), Uniform(64)
 _CHUNK = 16  # escape value bits are coded 16 at a time
-_MAX_ESCAPE_BITS = 40  # no model ever produces a latent beyond 2**40
+_MAX_ESCAPE_BITS = 24  # no model produces a latent beyond 2**24; the encoder refuses one
 
 
 class Models:
@@ -54,6 +54,8 @@ def encode(symbols: np.ndarray, index: np.ndarray, models: Models) -> bytes:
     """Code integer `symbols`, symbol i under table `index[i]`; decode with the same index."""
     symbols = np.asarray(symbols, dtype=np.int64).ravel()
     index = np.asarray(index, dtype=np.int64).ravel()
+    if symbols.size and np.abs(symbols).max() >= 1 << _MAX_ESCAPE_BITS:
+        raise NicError("latent value out of the codable range (is the input image valid?)")
     t = models.tables
     ops: list[tuple[np.ndarray, object]] = []  # in the order the decoder will read them
     for k in np.unique(index).tolist():

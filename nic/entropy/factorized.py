@@ -21,6 +21,7 @@ class FactorizedDensity(nn.Module):
 
     def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
         super().__init__()
+        self.channels = channels
         dims = (1, *filters, 1)
         scale = init_scale ** (1 / (len(filters) + 1))
         self.matrices = nn.ParameterList()

@@ -18,7 +18,7 @@ from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, SCALE_TABLE, gaussian_bin
 from nic.entropy.tables import TableSet, density_tables, gaussian_tables
 from nic.errors import FormatError
 from nic.models.integer import FRAC_BITS, coding_nets, export_nets, round_shift, to_pixels
-from nic.models.layers import GDN, conv, deconv
+from nic.models.layers import analysis_transform, conv, deconv, synthesis_transform
 from nic.models.quantize import noisy, ste_round
 from nic.models.rate import GainTable
 
@@ -27,18 +27,16 @@ MEAN_BITS = 8  # fixed-point fraction of the gained mean used to centre each sym
 
 class MeanScaleHyperprior(nn.Module):
     downsampling = 64  # input sides are padded to a multiple of this
+    latent_stride = 16
     integer_only = ("h_s.", "g_s.")  # exported as exact integer networks only
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}  # name: fractional bits of its input
 
-    def __init__(self, N: int = 128, M: int = 192, levels: int = 8,
+    def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12):
         super().__init__()
         self.config = dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max)
-        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-        self.g_s = nn.Sequential(
-            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
-        )
+        self.g_a = analysis_transform(N, M)
+        self.g_s = synthesis_transform(N, M)
         self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
         self.h_s = nn.Sequential(
             deconv(N, M), nn.ReLU(), deconv(M, M * 3 // 2), nn.ReLU(), conv(M * 3 // 2, 2 * M, 3, 1)
@@ -103,9 +101,8 @@ class MeanScaleHyperprior(nn.Module):
         return mu_g, index
 
     @torch.inference_mode()
-    def compress(self, x: torch.Tensor, quality: int) -> list[bytes]:
-        """A padded (1, 3, H, W) image in [0, 1] -> [z stream, y stream]."""
-        y = self.g_a(x)
+    def compress_latent(self, y: torch.Tensor, quality: int) -> list[bytes]:
+        """The latent y = g_a(x) of a padded image -> [z stream, y stream]."""
         z_sym = torch.round(self.h_a(y)).long()
         z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
         z_bytes = coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
@@ -115,8 +112,8 @@ class MeanScaleHyperprior(nn.Module):
         return [z_bytes, coder.encode(y_sym.numpy(), index.numpy(), self.coding["y"])]
 
     @torch.inference_mode()
-    def decompress(self, streams: list[bytes], height: int, width: int, quality: int) -> torch.Tensor:
-        """[z stream, y stream] of a padded H x W image -> (1, 3, H, W) uint8, exactly."""
+    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int) -> torch.Tensor:
+        """[z stream, y stream] of a padded H x W image -> ŷ in fixed point, the input of g_s."""
         if len(streams) != 2:
             raise FormatError(f"hyperprior model expects 2 latent sections, found {len(streams)}")
         z_shape = (1, self.config["N"], height // 64, width // 64)
@@ -125,5 +122,8 @@ class MeanScaleHyperprior(nn.Module):
         mu_g, index = self._y_parameters(z_sym, quality)
         y_sym = torch.from_numpy(coder.decode(streams[1], index.numpy(), self.coding["y"])).view(index.shape)
         inv_gain = self.coding["inv_gain_fp"][quality - 1][None, :, None, None]
-        y_hat = round_shift(((y_sym << MEAN_BITS) + mu_g) * inv_gain, MEAN_BITS)
+        return round_shift(((y_sym << MEAN_BITS) + mu_g) * inv_gain, MEAN_BITS)
+
+    def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """Exact integer g_s: fixed-point ŷ (a tile of it) -> (1, 3, 16h, 16w) uint8 pixels."""
         return to_pixels(self.coding["g_s"](y_hat))

@@ -22,6 +22,7 @@ from nic.models.layers import GDN
 FRAC_BITS = 12  # fixed-point fraction of activations and outputs
 WEIGHT_LIMIT = (1 << 14) - 1  # |integer weight| <= this (stored as int16)
 ACT_LIMIT = (1 << 22) - 1  # |activation| clamp: 1024 in real units, far above what networks make
+CHUNK_BYTES = 64 << 20  # im2col buffer per convolution call
 NORM_LIMIT = float(1 << 30)  # inverse-GDN multiplier clamp: keeps a * norm below 2**52
 # Worst case accumulator: 2**22 * 2**14 * (fan-in < 2**16) = 2**52 < 2**53.
 
@@ -58,11 +59,23 @@ def subpixel_kernel(w: torch.Tensor, padding: int) -> torch.Tensor:
     return out.reshape(cout * 4, cin, 3, 3)
 
 
+def _conv3x3(a: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A 3x3, stride-1, zero-padded conv, a band of rows at a time: its im2col buffer
+    (9 x channels x pixels) would otherwise be the largest allocation of a whole decode."""
+    _, c, h, w = a.shape
+    rows = max(1, CHUNK_BYTES // (c * 9 * w * a.element_size()))
+    if rows >= h:
+        return F.conv2d(a, kernel, bias, padding=1)
+    padded = F.pad(a, (0, 0, 1, 1))
+    return torch.cat([F.conv2d(padded[:, :, r:r + rows + 2], kernel, bias, padding=(0, 1))
+                      for r in range(0, h, rows)], dim=2)
+
+
 def _deconv(a: torch.Tensor, layer: dict) -> torch.Tensor:
     """A stride-2 transposed conv on integer-valued float64, by the faster of two exact routes."""
     b, cin, h, w = a.shape
     if "kernel" in layer:
-        return F.pixel_shuffle(F.conv2d(a, layer["kernel"], layer["kernel_bias"], padding=1), 2)
+        return F.pixel_shuffle(_conv3x3(a, layer["kernel"], layer["kernel_bias"]), 2)
     # Few output channels: one GEMM to every kernel tap, then fold (col2im) sums the overlaps.
     k, p = layer["weight"].shape[2], layer["padding"][0]
     cols = layer["matrix"] @ a.reshape(b, cin, h * w)
@@ -81,6 +94,7 @@ class IntegerNet:
     def __init__(self, module: nn.Sequential, tensors: dict[str, torch.Tensor] | None = None,
                  input_frac: int = 0):
         self.input_frac = input_frac
+        self.sigmoid = False
         self.layers: list[dict] = []
         mods = list(module)
         frac = input_frac
@@ -112,6 +126,11 @@ class IntegerNet:
                 frac = FRAC_BITS
             elif isinstance(m, nn.ReLU):
                 self.layers.append({"kind": "relu"})
+            elif isinstance(m, nn.Upsample) and m.mode == "nearest" and m.scale_factor in (2, 2.0, (2.0, 2.0)):
+                self.layers.append({"kind": "upsample"})
+            elif isinstance(m, nn.Sigmoid) and i == len(mods) - 1:
+                # The output stays a logit; `sigmoid_pixels` turns it into pixels exactly.
+                self.sigmoid = True
             elif isinstance(m, GDN) and m.inverse:
                 if tensors is None:
                     gamma = m.gamma_sqrt.detach().double().square()
@@ -169,11 +188,16 @@ class IntegerNet:
             if kind == "relu":
                 a = a.clamp_min(0)
                 continue
+            if kind == "upsample":
+                a = a.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+                continue
             if kind == "igdn":
                 norm = _rescale(F.conv2d(a.abs(), layer["kernel"], layer["beta"]), layer["shift"])
                 a = _rescale(a * norm.clamp_max_(NORM_LIMIT), torch.tensor(float(FRAC_BITS)))
             elif kind == "deconv":
                 a = _rescale(_deconv(a, layer), layer["shift"])
+            elif layer["weight"].shape[2:] == (3, 3) and layer["stride"] == (1, 1):
+                a = _rescale(_conv3x3(a, layer["weight"], layer["bias"]), layer["shift"])
             else:
                 acc = F.conv2d(a, layer["weight"], layer["bias"], stride=layer["stride"], padding=layer["padding"])
                 a = _rescale(acc, layer["shift"])
@@ -184,6 +208,18 @@ class IntegerNet:
 def to_pixels(x: torch.Tensor) -> torch.Tensor:
     """Fixed-point output in [0, 1] (FRAC_BITS, float64) -> uint8 pixel values, exactly."""
     return _rescale(x * 255, torch.tensor(float(FRAC_BITS))).clamp(0, 255).to(torch.uint8)
+
+
+def sigmoid_thresholds() -> torch.Tensor:
+    """Fixed-point logits where round(255 * sigmoid(v)) steps up: pixel p needs v >= T[p-1].
+    Computed once at export and stored, so decoders compare integers only."""
+    p = torch.arange(1, 256, dtype=torch.float64)
+    return torch.round(torch.logit((p - 0.5) / 255) * 2**FRAC_BITS).long()
+
+
+def sigmoid_pixels(x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Fixed-point logits (float64) -> uint8 pixels round(255 * sigmoid), by integer comparison."""
+    return torch.searchsorted(thresholds, x.long().contiguous(), right=True).to(torch.uint8)
 
 
 def coding_nets(model: nn.Module, names: dict[str, int],

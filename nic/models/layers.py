@@ -39,3 +39,16 @@ class GDN(nn.Module):
         c = gamma.shape[0]
         norm = F.conv2d(x.abs(), gamma.view(c, c, 1, 1), beta)
         return x * norm if self.inverse else x / norm
+
+
+def analysis_transform(N: int, M: int) -> nn.Sequential:
+    """g_a of Ballé et al.: four 5x5 stride-2 convs with GDN, image -> latent at 1/16."""
+    return nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+
+
+def synthesis_transform(N: int, M: int) -> nn.Sequential:
+    """g_s: the mirror of `analysis_transform`, with transposed convs and inverse GDN."""
+    return nn.Sequential(
+        deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+        deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+    )

@@ -15,15 +15,23 @@ QUALITY_MIN, QUALITY_MAX = 1, 100
 
 
 class GainTable(nn.Module):
-    def __init__(self, levels: int, channels: int, lmbda_min: float, lmbda_max: float):
+    def __init__(self, levels: int, channels: int, lmbda_min: float, lmbda_max: float,
+                 steps: tuple[float, float] | None = None):
+        """Learned gains for lambdas lmbda_min..lmbda_max, or, with `steps` = (coarsest, finest),
+        fixed quantizer steps (gain = 1 / step) for models not trained for rate."""
         super().__init__()
         self.levels = levels
         self.lmbda_min, self.lmbda_max = lmbda_min, lmbda_max
-        # Rate theory: the best quantizer step shrinks like 1/sqrt(lambda); start there.
-        log_l = torch.linspace(0, 1, levels) * torch.log(torch.tensor(lmbda_max / lmbda_min))
-        init = 0.5 * (log_l - log_l.mean())
-        self.log_gain = nn.Parameter(init[:, None].repeat(1, channels))
-        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, channels))
+        if steps is None:
+            # Rate theory: the best quantizer step shrinks like 1/sqrt(lambda); start there.
+            log_l = torch.linspace(0, 1, levels) * torch.log(torch.tensor(lmbda_max / lmbda_min))
+            init = 0.5 * (log_l - log_l.mean())
+            self.log_gain = nn.Parameter(init[:, None].repeat(1, channels))
+            self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, channels))
+        else:
+            log_step = torch.linspace(torch.log(torch.tensor(steps[0])), torch.log(torch.tensor(steps[1])), levels)
+            self.register_buffer("log_gain", -log_step[:, None].repeat(1, channels))
+            self.register_buffer("log_inv_gain", log_step[:, None].repeat(1, channels))
 
     def position(self, quality: float) -> float:
         """Map a quality in [1, 100] to a continuous level index in [0, levels - 1]."""

@@ -16,6 +16,8 @@ from pathlib import Path
 from torch import nn
 
 from nic.errors import NicError
+from nic.models.comcnn import ComRecCNN
+from nic.models.conv_ae import ConvAutoencoder
 from nic.models.factorized import FactorizedPrior
 from nic.models.hyperprior import MeanScaleHyperprior
 from nic.models.weights import deserialize, weights_hash
@@ -26,6 +28,8 @@ DEFAULT_MODEL = "hyperprior"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "hyperprior": MeanScaleHyperprior,
     "factorized": FactorizedPrior,
+    "conv-ae": ConvAutoencoder,
+    "comcnn": ComRecCNN,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,7 @@ from typing import Any
 from nic.errors import NicError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"architecture": "hyperprior", "N": 96, "M": 144, "levels": 8,
-              "lmbda_min": 0.0015, "lmbda_max": 0.12},
+    "model": {"architecture": "hyperprior"},  # the rest: the architecture's own defaults
     "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512},
     "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "clip": 1.0,
               "metric": "mse"},
@@ -29,9 +29,11 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def resolve(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, dict[str, Any]]:
-    """Defaults, then the TOML file, then `section.key=value` overrides, each checked."""
-    cfg = copy.deepcopy(DEFAULTS)
+def resolve(path: str | Path | None = None, overrides: list[str] = (),
+            base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Defaults (or `base`, e.g. a checkpoint's config), then the TOML file, then
+    `section.key=value` overrides, each checked against the known keys."""
+    cfg = copy.deepcopy(base or DEFAULTS)
     layers: list[tuple[str, str, Any]] = []
     if path is not None:
         try:
@@ -54,6 +56,23 @@ def resolve(path: str | Path | None = None, overrides: list[str] = ()) -> dict[s
         if name not in cfg[section] and section != "model":
             raise NicError(f"unknown config key {section}.{name}")
         cfg[section][name] = value
+    return _complete_model(cfg)
+
+
+def _complete_model(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Check the model keys against the architecture and fill in its defaults, so the saved
+    config says everything the run used."""
+    from nic.models.registry import ARCHITECTURES
+
+    arch = cfg["model"].get("architecture")
+    if arch not in ARCHITECTURES:
+        raise NicError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    params = inspect.signature(ARCHITECTURES[arch]).parameters
+    for key in cfg["model"]:
+        if key != "architecture" and key not in params:
+            raise NicError(f"unknown config key model.{key} for architecture {arch!r}")
+    defaults = {k: p.default for k, p in params.items()}
+    cfg["model"] = {"architecture": arch, **defaults, **cfg["model"]}
     return cfg
 
 

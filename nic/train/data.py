@@ -6,6 +6,7 @@ batches an uninterrupted run would have drawn, with no sampler state to save.
 
 from __future__ import annotations
 
+import codecs
 import io
 import pickle
 import tarfile
@@ -16,10 +17,7 @@ import torch
 from PIL import Image
 
 from nic.errors import NicError
-from nic.io import read_image
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
-                  ".avif", ".jp2", ".heic", ".jxl", ".tga"}
+from nic.io import IMAGE_SUFFIXES, read_image
 
 
 def _downscale(a: np.ndarray, max_side: int) -> np.ndarray:
@@ -48,16 +46,17 @@ class _CifarUnpickler(pickle.Unpickler):
     """Admits only what the CIFAR pickles hold: dicts, lists, bytes, numbers and numpy arrays."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # how protocol-2 pickles spell bytes
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise NicError(f"CIFAR tarball: refusing to load {module}.{name} from a pickle")
-        if name == "_reconstruct":
-            return np._core.multiarray._reconstruct
-        return getattr(np, name)
+        return self.ALLOWED[(module, name)]
 
 
 def load_cifar(tarball: Path, split: str = "train") -> list[np.ndarray]:
@@ -110,7 +109,7 @@ class CropSampler:
             self.images = None
         else:
             self.stack = None
-            self.images = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in padded]
+            self.images = [torch.from_numpy(np.array(a)).permute(2, 0, 1).contiguous() for a in padded]
         self.count = len(padded)
 
     def _pad(self, a: np.ndarray) -> np.ndarray:

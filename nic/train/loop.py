@@ -6,6 +6,7 @@ trains on its own crops and gradients are averaged (NCCL on GPUs, gloo on CPUs).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -57,6 +58,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def kodak_check(model: torch.nn.Module, cfg: dict[str, Any]) -> list[dict]:
+    """RD points from real bytes: export the current weights and code a few held-out images."""
+    from nic.eval.rd import learned_points
+    from nic.models.registry import from_bytes
+    from nic.models.weights import serialize
+
+    rcfg = cfg["run"]
+    images = sorted(Path(rcfg["eval_dir"]).glob("*.png"))[: rcfg["eval_images"]]
+    if not images:
+        return []
+    snapshot = copy.deepcopy(model).cpu().float()  # leave the training model where it is
+    lm = from_bytes("training-check", serialize(snapshot, cfg["model"]))
+    with torch.inference_mode():
+        return learned_points(lm, images, rcfg["eval_qualities"])
+
+
 def _select_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -65,12 +82,16 @@ def _select_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def train(cfg: dict[str, dict[str, Any]], run_dir: Path, resume: bool = False,
+def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = False,
           progress: bool = True) -> dict[str, Any]:
-    """Train (or continue training) the model described by `cfg` into `run_dir`."""
+    """Train the model described by `cfg` into `run_dir`, or continue from its checkpoint
+    (with `cfg` None, the config the run was started with)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    ckpt_path = run_dir / CHECKPOINT
+    state = load_checkpoint(ckpt_path) if resume else None
+    cfg = cfg or state["config"]
     device = _select_device(cfg["run"]["device"], local_rank)
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -82,15 +103,12 @@ def train(cfg: dict[str, dict[str, Any]], run_dir: Path, resume: bool = False,
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / CHECKPOINT
-    state = load_checkpoint(ckpt_path) if resume else None
-    if state is not None:
-        cfg = state["config"]  # a resumed run keeps the config it started with
-    elif rank == 0:
-        (run_dir / "config.toml").write_text(to_toml(cfg))
 
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        (run_dir / "config.toml").write_text(to_toml(cfg))
     mcfg = dict(cfg["model"])
+    torch.manual_seed(cfg["run"]["seed"])  # the same initial weights on every rank and rerun
     model = build(mcfg.pop("architecture"), **mcfg).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -155,6 +173,10 @@ def train(cfg: dict[str, dict[str, Any]], run_dir: Path, resume: bool = False,
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "elapsed": time.time() - t_start, "config": cfg, "hardware": hardware(device),
             })
+            if rcfg["eval_every"] and step % rcfg["eval_every"] == 0:
+                points = kodak_check(model, cfg)
+                log.write(json.dumps({"step": step, "check": points}) + "\n")
+                log.flush()
             if rcfg["snapshot_every"] and step % rcfg["snapshot_every"] == 0:
                 (run_dir / "snapshots").mkdir(exist_ok=True)
                 save_checkpoint(run_dir / "snapshots" / f"step-{step:07d}.pt", {

@@ -1,0 +1,104 @@
+"""Folders in, folders out: `nic compress DIR -o OUT` and `nic decompress DIR -o OUT`.
+
+Files are coded by a pool of worker processes (one torch thread each); a file that fails is
+reported and the batch goes on; outputs that already exist are skipped, so an interrupted
+batch is finished by running it again (every output is written atomically).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nic.errors import NicError
+from nic.io import IMAGE_SUFFIXES
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _compress_one(src: Path, dst: Path, quality: int, bpp: float | None, model: str | None, force: bool) -> None:
+    from nic import codec, io
+
+    picture = io.read_image(src)
+    data = codec.encode_to_size(picture, bpp, model) if bpp is not None else codec.encode(picture, quality, model)
+    io.atomic_write(dst, data, force)
+
+
+def _decompress_one(src: Path, dst: Path, force: bool) -> None:
+    from nic import codec, io
+
+    try:
+        data = src.read_bytes()
+    except OSError as e:
+        raise NicError(f"{src}: cannot read ({e.strerror})") from None
+    io.atomic_write(dst, io.encode_image(codec.decode(data)), force)
+
+
+def _job(kind: str, src: Path, dst: Path, options: dict) -> str | None:
+    """Runs in a worker: None on success, else the one-line reason."""
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "compress":
+            _compress_one(src, dst, **options)
+        else:
+            _decompress_one(src, dst, **options)
+        return None
+    except NicError as e:
+        return str(e)
+    except Exception as e:  # a broken file must not stop the batch
+        return f"{src}: {type(e).__name__}: {e}"
+
+
+def plan(kind: str, src_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, mirroring the input folder's layout."""
+    if not src_dir.is_dir():
+        raise NicError(f"{src_dir}: not a folder")
+    if kind == "compress":
+        files = [p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        suffix = ".nic"
+    else:
+        files = [p for p in src_dir.rglob("*.nic") if p.is_file()]
+        suffix = ".png"
+    return [(p, (out_dir / p.relative_to(src_dir)).with_suffix(suffix)) for p in sorted(files)]
+
+
+def run(kind: str, src_dir: Path, out_dir: Path, options: dict, jobs: int = 0, progress: bool = True) -> Summary:
+    """Code every file of `src_dir` into `out_dir`; returns what happened to each."""
+    pairs = plan(kind, src_dir, out_dir)
+    if not pairs:
+        raise NicError(f"{src_dir}: no {'images' if kind == 'compress' else '.nic files'} found")
+    summary = Summary()
+    todo = []
+    for src, dst in pairs:
+        if dst.exists() and not options.get("force"):
+            summary.skipped += 1
+        else:
+            todo.append((src, dst))
+    jobs = jobs or min(len(todo), os.cpu_count() or 1) or 1
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool, \
+            tqdm(total=len(todo), disable=not progress, unit="file", dynamic_ncols=True) as bar:
+        futures = {pool.submit(_job, kind, src, dst, options): src for src, dst in todo}
+        for future in as_completed(futures):
+            error = future.result()
+            if error is None:
+                summary.done += 1
+            else:
+                summary.failed.append((str(futures[future]), error))
+                bar.write(f"nic: failed: {error}")
+            bar.update(1)
+    return summary

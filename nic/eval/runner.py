@@ -1,0 +1,269 @@
+"""`nic eval`: measure learned models and classic codecs on a folder of images, in parallel, cached.
+
+Each (image, codec, setting) gives one record. Finished records are appended to `records.jsonl`
+in the results folder as they arrive, so an interrupted or repeated run measures only what is
+missing: a record is reused while the image file (name, size, mtime), the codec and setting, the
+model's weights hash (or the classic encoder's version) and nic's own coding and metric code
+(`code_version`) are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nic.codec import check_quality
+from nic.errors import NicError
+from nic.eval import classic, published
+from nic.eval.metrics import METRICS
+from nic.io import atomic_write
+from nic.models import registry
+
+DEFAULT_QUALITIES = (1, 10, 20, 35, 50, 65, 80, 90, 100)
+DEFAULT_CODECS = ("jpeg", "webp", "jp2", "avif", "jxl", "heic")
+DEFAULT_METRICS = ("psnr", "ssim", "msssim")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+RECORDS = "records.jsonl"
+
+
+@dataclass(frozen=True)
+class Coder:
+    """One curve to measure: a learned model over qualities, or a classic codec over its sweep."""
+
+    name: str
+    kind: str  # "learned" or "classic"
+    label: str
+    params: tuple[int, ...]
+    version: str  # weights hash or encoder version: when it changes, cached records are redone
+
+
+@dataclass(frozen=True)
+class Source:
+    """An image file, with what identifies its content for the cache."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Plan:
+    """Everything `nic eval` was asked to do, checked before any work starts."""
+
+    data: Path
+    images: list[Source]
+    coders: list[Coder]
+    metrics: tuple[str, ...]
+    published: dict[str, published.Curve] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """The records of a plan (in plan order), and how many were reused from the cache."""
+
+    records: list[dict]
+    reused: int
+    measured: int
+    seconds: float
+
+
+def _items(spec: str, what: str) -> list[str]:
+    items = [s.strip() for s in spec.split(",")]
+    if not all(items):
+        raise NicError(f"--{what} {spec!r}: empty item in the list")
+    return list(dict.fromkeys(items))
+
+
+def _quality(text: str, spec: str) -> int:
+    try:
+        return check_quality(int(text))
+    except ValueError:
+        raise NicError(f"--models {spec!r}: quality {text!r} is not an integer") from None
+
+
+def parse_models(spec: str | None) -> dict[str, tuple[int, ...]]:
+    """'hyperprior:1,10,factorized' -> {hyperprior: (1, 10), factorized: defaults}; 'none' -> {}.
+
+    Commas separate both models and qualities: a number continues the previous model's list.
+    None is the default model at the default qualities.
+    """
+    if spec is None:
+        return {registry.DEFAULT_MODEL: DEFAULT_QUALITIES}
+    if spec == "none":
+        return {}
+    models: dict[str, list[int]] = {}
+    last = None
+    for item in _items(spec, "models"):
+        name, colon, first = item.partition(":")
+        if not colon and item.isdigit():
+            if last is None:
+                raise NicError(f"--models {spec!r}: quality {item} comes before any model name")
+            models[last].append(_quality(item, spec))
+            continue
+        if name in models:
+            raise NicError(f"--models {spec!r}: model {name!r} given twice")
+        models[name] = [_quality(first, spec)] if colon else []
+        last = name
+    return {name: tuple(sorted(set(qs))) or DEFAULT_QUALITIES for name, qs in models.items()}
+
+
+def find_images(data: Path) -> list[Source]:
+    """The image files directly in `data`, by name."""
+    if not data.is_dir():
+        raise NicError(f"{data}: no such folder")
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise NicError(f"{data}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return [Source(p, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def _published(data: Path, images: list[Source], folder: str | None) -> dict[str, published.Curve]:
+    """Published Kodak curves: from `folder`, or by default from a `published` folder beside the data."""
+    if folder == "none":
+        return {}
+    path = Path(folder) if folder else data.resolve().parent / "published"
+    if not published.looks_like_kodak([s.path for s in images]):
+        if folder:
+            warnings.warn(f"{data} is not the 24 Kodak images: published Kodak curves are not drawn", stacklevel=2)
+        return {}
+    return published.load(path) if folder or path.is_dir() else {}
+
+
+def plan(data: Path, models: str | None = None, codecs: str | None = None, metrics: str | None = None,
+         published_dir: str | None = None) -> Plan:
+    """Check every input (folder, images, models, codecs, metrics) and say what will be measured.
+
+    None means the defaults: the default model, DEFAULT_CODECS, DEFAULT_METRICS.
+    """
+    images = find_images(data)
+    chosen = _items(metrics, "metrics") if metrics else list(DEFAULT_METRICS)
+    for m in chosen:
+        if m not in METRICS:
+            raise NicError(f"unknown metric {m!r} (known: {', '.join(METRICS)})")
+    coders = []
+    for name, qualities in parse_models(models).items():
+        if name in classic.CODECS:
+            raise NicError(f"model {name!r} has the name of a classic codec; rename the model")
+        lm = registry.load(name)
+        coders.append(Coder(name, "learned", f"nic {name}", qualities, lm.weights_hash.hex()))
+    for name in [] if codecs == "none" else _items(codecs, "codecs") if codecs else DEFAULT_CODECS:
+        c = classic.get(name)
+        coders.append(Coder(name, "classic", c.label, c.params, classic.version(name)))
+    if not coders:
+        raise NicError("nothing to evaluate: no models and no codecs")
+    return Plan(data, images, coders, tuple(chosen), _published(data, images, published_dir))
+
+
+def code_version() -> str:
+    """A hash of the nic source a record depends on: all of it but training, the CLI and this reporting side.
+
+    While the code is in flux, a change to the codec, the models, entropy coding or the metrics
+    must redo cached results just as new weights do.
+    """
+    root = Path(__file__).resolve().parent.parent
+    skip = {"eval/runner.py", "eval/report.py", "eval/bdrate.py", "eval/published.py", "cli.py"}
+    files = sorted(p for p in root.rglob("*.py")
+                   if p.relative_to(root).as_posix() not in skip and p.relative_to(root).parts[0] != "train")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _key(image: str, size: int, mtime_ns: int, codec: str, param: int, version: str, code: str) -> str:
+    return json.dumps([image, size, mtime_ns, codec, param, version, code])
+
+
+def _record_key(r: dict) -> str:
+    return _key(r["image"], r["file_size"], r["file_mtime_ns"], r["codec"], r["param"], r["version"], r["code"])
+
+
+def _load_cache(path: Path) -> dict[str, dict]:
+    cache = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+            cache[_record_key(record)] = record
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short when a run was interrupted
+    return cache
+
+
+def _prepare(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise NicError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / RECORDS).is_file() and not force:
+        raise NicError(f"{out}: folder holds other files, not nic eval results (use --force to write into it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NicError(f"{out}: cannot create folder ({e.strerror})") from None
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the workers share the cores: one thread each wastes none on syncing
+
+
+def _measure(path: Path, kind: str, name: str, params: tuple[int, ...], metrics: tuple[str, ...]) -> list[dict]:
+    """In a worker: one image with one codec at several settings."""
+    import torch
+
+    from nic.eval.rd import measure
+    from nic.io import Picture, read_image
+
+    source = read_image(path)
+    picture = Picture(source.pixels)  # alpha dropped: every codec is scored on the same RGB (or grey)
+    coder = registry.load(name) if kind == "learned" else name
+    with torch.inference_mode():
+        return [{"param": p, "width": picture.width, "height": picture.height, **measure(picture, coder, p, metrics)}
+                for p in params]
+
+
+def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
+    """Measure what the cache in `out` lacks (everything with `force`) with `jobs` worker processes."""
+    if jobs < 1:
+        raise NicError(f"--jobs must be at least 1, got {jobs}")
+    _prepare(out, force)
+    start = time.perf_counter()
+    log_path = out / RECORDS
+    cache = {} if force else _load_cache(log_path)
+    code = code_version()
+    keys: list[str] = []
+    todo: dict[tuple[Source, Coder], list[int]] = {}
+    for coder in plan.coders:  # learned models first: the slowest tasks start first
+        for src in plan.images:
+            for p in coder.params:
+                keys.append(_key(src.path.name, src.size, src.mtime_ns, coder.name, p, coder.version, code))
+                if not all(m in cache.get(keys[-1], {}) for m in plan.metrics):
+                    todo.setdefault((src, coder), []).append(p)
+    measured = sum(map(len, todo.values()))
+    with open(log_path, "w" if force else "a") as log, \
+            tqdm(total=measured, unit="point", desc="nic eval", disable=None) as bar:
+        pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker)
+        try:
+            futures = {pool.submit(_measure, src.path, coder.kind, coder.name, tuple(params), plan.metrics):
+                       (src, coder) for (src, coder), params in todo.items()}
+            for future in as_completed(futures):
+                src, coder = futures[future]
+                for r in future.result():
+                    record = {"image": src.path.name, "codec": coder.name, "kind": coder.kind, **r,
+                              "file_size": src.size, "file_mtime_ns": src.mtime_ns, "version": coder.version,
+                              "code": code}
+                    cache[_record_key(record)] = record
+                    log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.update(len(todo[src, coder]))
+        finally:
+            pool.shutdown(cancel_futures=True)
+    atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in cache.values()).encode(), force=True)
+    return Outcome([cache[k] for k in keys], len(keys) - measured, measured, time.perf_counter() - start)

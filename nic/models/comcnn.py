@@ -1,0 +1,130 @@
+"""ComCNN -> JPEG -> RecCNN (Jiang et al. 2017, "An end-to-end compression framework based
+on convolutional neural networks"): a baseline that wraps a standard codec in two CNNs.
+
+ComCNN shrinks the image to half width and height; real JPEG (Pillow, 4:2:0) codes that
+compact image at the chosen quality, and its bytes are the .nic payload; RecCNN, 20 conv
+layers, restores the full image from the bicubic upsampling of the decoded compact image,
+predicting the residual.
+
+Training (JPEG is not differentiable): every forward pass codes the compact images with the
+real JPEG encoder at each sample's quality, so RecCNN always learns from true JPEG output;
+ComCNN gets its gradient through a straight-through stand-in, the identity in the backward
+pass (the paper's own choice for ComCNN's update) — but unlike the paper's alternating scheme
+the forward value is the real decoded image, so both networks train in one pass.
+
+Decoding runs RecCNN in float32, tile by tile: unlike the learned codecs it is deterministic
+on one machine but not guaranteed bit-identical across machines (no symbol depends on it).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from nic.errors import FormatError
+from nic.models.rate import QUALITY_MAX, QUALITY_MIN, GainTable
+
+REC_MARGIN = 24  # pixels of context for RecCNN tiles: 20 3x3 layers see +-20
+REC_TILE = 512
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def jpeg_round_trip(compact: torch.Tensor, quality: int) -> tuple[torch.Tensor, bytes]:
+    """A (3, h, w) image in [0, 1] through real JPEG: (decoded image, the JPEG bytes)."""
+    arr = compact.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format="JPEG", quality=quality)
+    data = buf.getvalue()
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div(255).to(compact.device), data
+
+
+class ComRecCNN(nn.Module):
+    downsampling = 2
+
+    def __init__(self, width: int = 64, rec_layers: int = 20, levels: int = 8,
+                 lmbda_min: float = 1.0, lmbda_max: float = 1.0):
+        super().__init__()
+        self.config = dict(width=width, rec_layers=rec_layers, levels=levels,
+                           lmbda_min=lmbda_min, lmbda_max=lmbda_max)
+        self.com = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+            *conv_bn_relu(width, width, stride=2),
+            nn.Conv2d(width, 3, 3, padding=1),
+        )
+        self.rec = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+            *[m for _ in range(rec_layers - 2) for m in conv_bn_relu(width, width)],
+            nn.Conv2d(width, 3, 3, padding=1),
+        )
+        # Only the quality schedule is used: quality position t <-> JPEG quality.
+        self.gain = GainTable(levels, 1, lmbda_min, lmbda_max, steps=(1.0, 1.0))
+
+    def jpeg_quality(self, t: float) -> int:
+        """JPEG quality for a level position: nic quality q codes the compact image at q."""
+        frac = t / (self.gain.levels - 1)
+        return round(QUALITY_MIN + frac * (QUALITY_MAX - QUALITY_MIN))
+
+    def reconstruct(self, decoded_compact: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(decoded_compact, scale_factor=2, mode="bicubic", align_corners=False)
+        return up + self.rec(up)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        compact = self.com(x)
+        coded, bits = [], []
+        for c, ti in zip(compact, t.tolist(), strict=True):
+            decoded, data = jpeg_round_trip(c, self.jpeg_quality(ti))
+            coded.append(c + (decoded - c).detach())  # real JPEG forward, identity backward
+            bits.append(len(data) * 8.0)
+        x_hat = self.reconstruct(torch.stack(coded))
+        return {"x_hat": x_hat, "bits": torch.tensor(bits, device=x.device)}
+
+    # ---- coding: the payload is the JPEG file of the compact image ----
+
+    def export_coding(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_coding(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.coding = {}
+
+    @torch.inference_mode()
+    def compress_image(self, rgb: np.ndarray, quality: int) -> list[bytes]:
+        """A padded (H, W, 3) uint8 image -> [JPEG bytes of its compact image]."""
+        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div(255)
+        compact = self.com(x)[0]
+        return [jpeg_round_trip(compact, quality)[1]]
+
+    @torch.inference_mode()
+    def decompress_image(self, streams: list[bytes], height: int, width: int, quality: int) -> np.ndarray:
+        """[JPEG bytes] -> the padded (H, W, 3) uint8 image, RecCNN run tile by tile."""
+        if len(streams) != 1:
+            raise FormatError(f"comcnn model expects 1 JPEG section, found {len(streams)}")
+        try:
+            with Image.open(io.BytesIO(streams[0])) as img:
+                if img.format != "JPEG" or img.size != (width // 2, height // 2):
+                    raise FormatError("JPEG section does not match the image size")
+                compact = np.asarray(img.convert("RGB")).copy()
+        except FormatError:
+            raise
+        except Exception as e:
+            raise FormatError(f"JPEG section is corrupt ({e})") from None
+        c = torch.from_numpy(compact).permute(2, 0, 1)[None].float().div(255)
+        up = F.interpolate(c, scale_factor=2, mode="bicubic", align_corners=False)
+        out = np.empty((height, width, 3), dtype=np.uint8)
+        for y0 in range(0, height, REC_TILE):
+            for x0 in range(0, width, REC_TILE):
+                y1, x1 = min(height, y0 + REC_TILE), min(width, x0 + REC_TILE)
+                iy0, ix0 = max(0, y0 - REC_MARGIN), max(0, x0 - REC_MARGIN)
+                iy1, ix1 = min(height, y1 + REC_MARGIN), min(width, x1 + REC_MARGIN)
+                patch = up[:, :, iy0:iy1, ix0:ix1]
+                rec = (patch + self.rec(patch))[0, :, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+                out[y0:y1, x0:x1] = rec.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return out

@@ -1,0 +1,59 @@
+"""Mutations of valid .nic files for fuzzing the parser and the decoders.
+
+Shared by the short fuzz test (tests/test_fuzz.py) and the long run (benchmarks/fuzz.py).
+Half the mutants get a fresh CRC-32, so they pass the checksum and reach the header checks,
+the model and the entropy decoder instead of all stopping at the checksum.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+# Offsets of the fixed header fields (docs/FORMAT.md).
+FIELDS = {"quality": (6, "<B"), "channels": (7, "<B"), "width": (10, "<I"), "height": (14, "<I"),
+          "tile": (18, "<I"), "name_length": (30, "<B")}
+
+
+def _section_table_offset(data: bytes) -> int:
+    return 31 + data[30] + 4
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    """One random mutation: truncation, bit flips, a huge or odd field, garbage sections..."""
+    kind = rng.integers(7)
+    b = bytearray(data)
+    if kind == 0:  # truncate anywhere
+        b = b[: rng.integers(0, len(b))]
+    elif kind == 1:  # flip 1-16 random bits
+        for _ in range(rng.integers(1, 17)):
+            i = rng.integers(len(b))
+            b[i] ^= 1 << rng.integers(8)
+    elif kind == 2:  # a header field set to an extreme or random value
+        name = list(FIELDS)[rng.integers(len(FIELDS))]
+        off, fmt = FIELDS[name]
+        top = 255 if fmt == "<B" else 2**32 - 1
+        struct.pack_into(fmt, b, off, int(rng.choice([0, 1, top, top // 2, rng.integers(0, top)])))
+    elif kind == 3:  # a section count or length set to a huge or random value
+        off = _section_table_offset(data)
+        if rng.random() < 0.3:
+            struct.pack_into("<I", b, off - 4, int(rng.choice([0, 2**16, 2**32 - 1, rng.integers(0, 64)])))
+        else:
+            count = struct.unpack_from("<I", data, off - 4)[0]
+            i = rng.integers(max(1, count))
+            struct.pack_into("<I", b, off + 5 * i + 1, int(rng.choice([0, 2**31, 2**32 - 1, rng.integers(0, 4096)])))
+    elif kind == 4:  # random bytes after the header, in place of the payload
+        off = _section_table_offset(data) + 5 * struct.unpack_from("<I", data, _section_table_offset(data) - 4)[0]
+        b[off:-4] = rng.integers(0, 256, len(b) - 4 - off, dtype=np.uint8).tobytes()
+    elif kind == 5:  # random bytes appended
+        b[-4:-4] = rng.integers(0, 256, rng.integers(1, 64), dtype=np.uint8).tobytes()
+    else:  # entirely random bytes, sometimes behind a valid magic
+        b = bytearray(rng.integers(0, 256, rng.integers(0, 256), dtype=np.uint8).tobytes())
+        if rng.random() < 0.5:
+            b[:5] = data[:5]
+    if len(b) >= 8 and rng.random() < 0.5:
+        body = bytes(b[:-4])
+        b[-4:] = struct.pack("<I", zlib.crc32(body))
+    return bytes(b)

@@ -1,0 +1,185 @@
+"""`nic eval`: Bjøntegaard deltas checked by hand, and a small evaluation end to end through the CLI
+whose artefacts all parse, whose cache is reused, and whose JPEG numbers match an independent run."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nic.cli import main
+from nic.eval import bdrate
+from nic.eval.bdrate import bd_quality, bd_rate
+from nic.eval.runner import DEFAULT_QUALITIES, parse_models
+from nic.models import registry
+from tests.conftest import DATA, run_nic
+
+RATES = [0.12, 0.25, 0.5, 0.9, 1.6]
+PSNRS = [26.0, 28.9, 32.1, 35.0, 38.2]
+
+
+def test_bd_of_a_curve_against_itself_is_zero():
+    assert bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0, abs=1e-12)
+    assert bd_quality(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0, abs=1e-12)
+
+
+def test_bd_rate_of_scaled_rates_and_bd_psnr_of_shifted_quality():
+    assert bd_rate(RATES, PSNRS, [0.8 * r for r in RATES], PSNRS) == pytest.approx(-20, abs=1e-9)
+    assert bd_rate([0.8 * r for r in RATES], PSNRS, RATES, PSNRS) == pytest.approx(25, abs=1e-9)
+    assert bd_quality(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]) == pytest.approx(1, abs=1e-9)
+
+
+def test_bd_of_crossing_curves_by_hand():
+    # Anchor doubles its rate every 2 dB, test every 4 dB: log2 r = (p - 30)/2 - 2 and (p - 30)/4 - 1.
+    # On the common PSNR interval [30, 36] the test spends 2^(1 - (p - 30)/4) times the bits: the mean
+    # of the exponent is 1/4, so BD-rate = 2^0.25 - 1 = +18.92%. On the common rate interval,
+    # log2 r in [-1, 1], the test has 2 log2 r dB more: mean 0. (Collinear points: PCHIP is the line.)
+    anchor = ([0.25, 0.5, 1, 2], [30, 32, 34, 36])
+    test = ([0.5, 1, 2], [30, 34, 38])
+    assert bd_rate(*anchor, *test) == pytest.approx((2**0.25 - 1) * 100, abs=1e-9)
+    assert bd_quality(*anchor, *test) == pytest.approx(0, abs=1e-9)
+    assert bd_rate(*test, *anchor) == pytest.approx((2**-0.25 - 1) * 100, abs=1e-9)
+
+
+def test_pchip_slopes_and_exact_integral_by_hand():
+    # y = x^2 at 0, 1, 2: secants 1 and 3; inner slope (3 + 3) / (3/1 + 3/3) = 1.5; ends by the
+    # three-point formula: (3 - 3)/2 = 0 and (9 - 1)/2 = 4. Trapezoids with end-slope corrections:
+    # (0 + 1)/2 - 1.5/12 + (1 + 4)/2 - 2.5/12 = 8/3.
+    x, y = np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 4.0])
+    assert bdrate.pchip_slopes(x, y) == pytest.approx([0, 1.5, 4])
+    assert bdrate.pchip_integral(x, y, 0, 2) == pytest.approx(8 / 3)
+    t = np.linspace(0.3, 1.7, 200001)
+    assert bdrate.pchip_integral(x, y, 0.3, 1.7) == pytest.approx(np.trapezoid(bdrate.pchip(x, y, t)[0], t), rel=1e-9)
+
+
+def test_bd_without_overlap_or_points_is_nan_and_dominated_points_are_ignored():
+    assert math.isnan(bd_rate(RATES, PSNRS, RATES, [p + 20 for p in PSNRS]))
+    assert math.isnan(bd_quality(RATES, PSNRS, [r * 100 for r in RATES], PSNRS))
+    assert math.isnan(bd_rate(RATES, PSNRS, [1.0], [30.0]))
+    worse = (RATES + [1.0, 2.0], PSNRS + [30.0, math.nan])  # (1.0, 30 dB) is beaten by (0.9, 35 dB)
+    assert bd_rate(RATES, PSNRS, *worse) == pytest.approx(0, abs=1e-12)
+
+
+def test_parse_models():
+    assert parse_models("a:1,10,b,c:5") == {"a": (1, 10), "b": DEFAULT_QUALITIES, "c": (5,)}
+    assert parse_models(None) == {registry.DEFAULT_MODEL: DEFAULT_QUALITIES}
+    assert parse_models("none") == {}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["missing-folder"], "missing-folder: no such folder"),
+    (["empty"], "empty: no images"),
+    (["images", "--codecs", "jpeg,gif"], "unknown codec 'gif'"),
+    (["images", "--metrics", "psnr,vmaf"], "unknown metric 'vmaf'"),
+    (["images", "--models", "nosuchmodel:10"], "unknown model 'nosuchmodel'"),
+    (["images", "--models", f"{registry.DEFAULT_MODEL}:0"], "quality must be"),
+    (["images", "--models", f"{registry.DEFAULT_MODEL}:ten"], "quality 'ten' is not an integer"),
+    (["images", "--models", "none", "--codecs", "none"], "nothing to evaluate"),
+    (["images", "--jobs", "0"], "--jobs must be at least 1"),
+    (["images", "--out", "file.txt"], "file.txt: exists and is not a folder"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "file.txt").write_text("not a folder")
+    shutil.copy(DATA / "kodim23-crop.png", tmp_path / "images")
+    assert main(["eval", "--out", "res", *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nic: error:") and needle in err[0], err
+    assert not (tmp_path / "res").exists()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return 10 * math.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory) -> dict:
+    """One small evaluation through the real CLI, then a rerun after one image file was touched."""
+    root = tmp_path_factory.mktemp("eval")
+    shutil.copytree(DATA, root / "images")
+    args = ["eval", "images", "--out", "res", "--codecs", "jpeg,webp", "--models", f"{registry.DEFAULT_MODEL}:10,60"]
+    first = run_nic(*args, cwd=root)
+    assert first.returncode == 0, first.stderr
+    before = (root / "res" / "records.jsonl").read_text()
+    st = (root / "images" / "kodim05-crop.png").stat()
+    os.utime(root / "images" / "kodim05-crop.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    second = run_nic(*args, cwd=root)
+    assert second.returncode == 0, second.stderr
+    return {"out": root / "res", "images": root / "images", "first": first.stdout, "second": second.stdout,
+            "before": before}
+
+
+def test_eval_writes_every_artefact(evaluated):
+    out = evaluated["out"]
+    result = json.loads((out / "results.json").read_text())
+    n = 2 * (2 + 9 + 9)  # images x (learned qualities + JPEG and WebP sweeps)
+    assert len(result["records"]) == n and len(result["averages"]) == n // 2
+    assert set(result["codecs"]) == {registry.DEFAULT_MODEL, "jpeg", "webp"}
+    mean = [r for r in result["averages"] if r["codec"] == "webp" and r["param"] == 50][0]
+    per_image = [r for r in result["records"] if r["codec"] == "webp" and r["param"] == 50]
+    assert mean["psnr"] == pytest.approx(np.mean([r["psnr"] for r in per_image]))
+    assert all(math.isfinite(r["psnr"]) and r["bpp"] > 0 for r in result["averages"])
+    bd = result["bdrate"]
+    assert bd["anchor"] == "jpeg" and bd["psnr"]["jpeg"]["webp"]["bd_rate"] < 0  # WebP beats JPEG
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n + n // 2 and sum(r["image"] == "mean" for r in rows) == n // 2
+    for name in ("rd-psnr", "rd-msssim"):
+        assert Image.open(out / f"{name}.png").size[0] > 500
+        assert ET.parse(out / f"{name}.svg").getroot().tag.endswith("svg")
+    md = (out / "bdrate.md").read_text()
+    assert "| WebP |" in md and re.search(r"-\d+\.\d%", md)
+    page = (out / "report.html").read_text()
+    assert "src=\"http" not in page and "src='http" not in page
+    embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert all(Image.open(io.BytesIO(base64.b64decode(b))).size[0] > 0 for b in embedded)
+    shown = result["crops"]
+    assert [s["image"] for s in shown] == ["kodim05-crop.png", "kodim23-crop.png"]
+    for s in shown:
+        original, ref, *others = s["tiles"]
+        assert original["label"] == "original" and ref["bytes"] == s["budget"]
+        assert all(t["bytes"] <= s["budget"] if "bytes" in t else "no setting fits" in t["setting"] for t in others)
+        assert f"file {ref['bytes']} bytes" in page
+    assert len(embedded) == 2 + sum(1 + sum("bytes" in t for t in s["tiles"][1:]) for s in shown)  # plots, crops
+
+
+def test_rerun_reuses_finished_results(evaluated):
+    assert "(0 reused, 40 measured)" in evaluated["first"]
+    assert "(20 reused, 20 measured)" in evaluated["second"]  # only the touched image is measured again
+    old = [json.loads(line) for line in evaluated["before"].splitlines()]
+    new = [json.loads(line) for line in (evaluated["out"] / "records.jsonl").read_text().splitlines()]
+    kept = [r for r in old if r["image"] == "kodim23-crop.png"]
+    assert kept and all(r in new for r in kept)  # timings too: reused, not measured again
+    assert len(new) == len(old) + 20
+
+
+def test_jpeg_numbers_match_an_independent_encode(evaluated):
+    result = json.loads((evaluated["out"] / "results.json").read_text())
+    jpeg = [r for r in result["records"] if r["codec"] == "jpeg"]
+    assert len(jpeg) == 18
+    for r in jpeg:
+        rgb = np.asarray(Image.open(evaluated["images"] / r["image"]).convert("RGB"))
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=r["param"], subsampling=2, optimize=True)
+        assert r["bytes"] == len(buf.getvalue())
+        assert r["bpp"] == len(buf.getvalue()) * 8 / (rgb.shape[0] * rgb.shape[1])
+        decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        assert r["psnr"] == pytest.approx(_psnr(rgb, decoded), abs=0.01)
+
+
+def test_missing_folder_through_the_real_command(tmp_path):
+    r = run_nic("eval", "nowhere", "--out", "res", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip() == "nic: error: nowhere: no such folder"
+    assert not (tmp_path / "res").exists()

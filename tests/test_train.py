@@ -1,0 +1,143 @@
+"""Training: the loss goes down, resume after kill -9 is exact, DDP runs, CIFAR is read
+safely, and an exported run compresses and decompresses real images."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nic
+from nic.errors import NicError
+from nic.train.config import resolve
+from nic.train.data import load_cifar
+from nic.train.export import export
+from nic.train.loop import train
+from tests.conftest import DATA
+
+TINY = ["model.N=16", "model.M=24", "data.crop=64", "data.batch=4", "run.threads=1", "run.log_every=5",
+        f"data.sources=['{DATA}']", "optim.warmup=5", "optim.lr=2e-3", "optim.min_lr=2e-3"]
+
+
+def tiny_cfg(*extra: str) -> dict:
+    return resolve(None, TINY + list(extra))
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_training_lowers_the_loss(tmp_path):
+    result = train(tiny_cfg("optim.steps=60"), tmp_path / "run", progress=False)
+    assert result["step"] == 60 and result["skipped"] == 0
+    losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+    assert (tmp_path / "run" / "config.toml").read_text().count("N = 16") == 1
+
+
+def nic_train(run: Path, *extra: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "nic", "train", str(run), "--quiet"]
+    for item in TINY + list(extra):
+        args += ["--set", item]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_resume_after_kill_gives_the_same_weights(tmp_path):
+    steps = ["optim.steps=24", "run.checkpoint_every=6"]
+    assert nic_train(tmp_path / "straight", *steps).wait(timeout=300) == 0
+    proc = nic_train(tmp_path / "killed", *steps)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 12:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(ckpt, weights_only=True)["step"]
+    assert 0 < interrupted_at < 24
+    resumed = subprocess.run([sys.executable, "-m", "nic", "train", str(tmp_path / "killed"),
+                              "--resume", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = torch.load(ckpt, weights_only=True)
+    assert a["step"] == b["step"] == 24
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert not list((tmp_path / "killed").glob("*.tmp"))
+
+
+def test_ddp_with_two_cpu_processes(tmp_path):
+    run = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "nic", "train", str(run), "--quiet"]
+    for item in TINY + ["optim.steps=6", "data.batch=4"]:
+        args += ["--set", item]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 6
+    assert "6 steps" in res.stdout
+
+
+def cifar_tarball(path: Path, payload: bytes) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-100-python/train")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_cifar_tarball_is_read_with_a_restricted_unpickler(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (10, 3072), dtype=np.uint8)
+    # The same layout (and pickle protocol) as the tarball its authors distribute.
+    batch = {b"filenames": [b"x.png"] * 10, b"fine_labels": list(range(10)), b"data": data}
+    images = load_cifar(cifar_tarball(tmp_path / "c.tar.gz", pickle.dumps(batch, protocol=2)))
+    assert len(images) == 10 and images[0].shape == (32, 32, 3)
+    assert np.array_equal(images[3][:, :, 0].ravel(), data[3, :1024])
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_cifar_reader_rejects_other_classes(tmp_path):
+    bad = cifar_tarball(tmp_path / "bad.tar.gz", pickle.dumps({b"data": Exploit()}, protocol=2))
+    with pytest.raises(NicError, match="refusing to load"):
+        load_cifar(bad)
+    with pytest.raises(NicError, match="not a readable"):
+        load_cifar(cifar_tarball(tmp_path / "junk.tar.gz", b"\x80\x02garbage"))
+
+
+def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
+    monkeypatch.setenv("NIC_MODEL_DIR", str(tmp_path / "models"))
+    train(tiny_cfg("optim.steps=10"), tmp_path / "run", progress=False)
+    card = export(tmp_path / "run", "tiny-test", tmp_path / "models", kodak=DATA, qualities=[10, 90])
+    assert card["training"]["steps"] == 10 and len(card["kodak"]) == 2
+    assert card["kodak"][0]["bpp"] < card["kodak"][1]["bpp"]
+    with pytest.raises(NicError, match="already exists"):
+        export(tmp_path / "run", "tiny-test", tmp_path / "models")
+    data = nic.compress(photo, quality=50, model="tiny-test")
+    out = np.asarray(nic.decompress(data))
+    assert out.shape == photo.shape
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_resolve(config):
+    cfg = resolve(config)
+    assert cfg["model"]["architecture"] in ("hyperprior", "factorized", "conv-ae", "comcnn")
+    assert cfg["data"]["crop"] > 0 and cfg["optim"]["steps"] > 0
