@@ -98,9 +98,9 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{name}{default}: {card.get('architecture', '?')} {card.get('config', {})}")
         hours = tr.get("wall_time_s", 0) / 3600
         print(f"  trained {tr.get('steps', '?')} steps, {hours:.2f} h on {tr.get('hardware', '?')}")
-        if card.get("kodak"):
-            pts = ", ".join(f"q{p['quality']}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in card["kodak"])
-            print(f"  Kodak: {pts}")
+        if card.get("rd"):
+            pts = ", ".join(f"q{p['quality']} {p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in card["rd"]["points"])
+            print(f"  {card['rd']['data']} ({card['rd']['images']} images): {pts}")
         print(f"  {card['path']}")
 
 
@@ -130,9 +130,10 @@ def _export(args: argparse.Namespace) -> None:
     from nic.train.export import export
 
     kodak = Path(args.kodak) if args.kodak else None
-    card = export(Path(args.run), args.name, Path(args.out) if args.out else user_model_dir(), kodak, args.force)
+    card = export(Path(args.run), args.name, Path(args.out) if args.out else user_model_dir(), kodak, args.force,
+                  note=args.note)
     print(f"exported {args.name}: {card['size_bytes']} bytes, sha256 {card['sha256'][:16]}")
-    for p in card.get("kodak", []):
+    for p in card.get("rd", {}).get("points", []):
         print(f"  q{p['quality']}: {p['bpp']:.4f} bpp, {p['psnr']:.2f} dB")
 
 
@@ -195,6 +196,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--name", required=True)
     e.add_argument("--out", help="folder (default: $NIC_MODEL_DIR or ~/.local/share/nic/models)")
     e.add_argument("--kodak", help="folder of PNGs to measure the model card's RD points on")
+    e.add_argument("--note", default="", help="free text for the model card (how it was trained, caveats)")
     e.add_argument("--force", action="store_true")
     e.set_defaults(handler=_export)
 

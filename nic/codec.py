@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from PIL import Image
 
 from nic import container, tiling
@@ -58,16 +59,18 @@ def check_quality(quality: int) -> int:
     return int(quality)
 
 
-def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None) -> bytes:
-    """Compress a Picture at one quality (1-100) into .nic bytes."""
-    quality = check_quality(quality)
-    lm = resolve_model(model)
+def _analyse(lm: LoadedModel, picture: Picture) -> np.ndarray | torch.Tensor:
+    """The quality-independent half of encoding: the latent (or, for a model that codes
+    pixels through another codec, the padded image), computed once per picture."""
     m = lm.model
     padded = pad(picture.rgb, m.downsampling)
-    if hasattr(m, "compress_image"):  # a model that codes pixels through another codec
-        streams = m.compress_image(padded, quality)
-    else:
-        streams = m.compress_latent(tiling.analyse(m.g_a, padded, m.latent_stride), quality)
+    return padded if hasattr(m, "compress_image") else tiling.analyse(m.g_a, padded, m.latent_stride)
+
+
+def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: np.ndarray | torch.Tensor) -> bytes:
+    m = lm.model
+    streams = m.compress_image(analysed, quality) if hasattr(m, "compress_image") else \
+        m.compress_latent(analysed, quality)
     sections = [(LATENT_SECTION, s) for s in streams]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
@@ -76,20 +79,29 @@ def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | Loaded
     return container.pack(header, sections)
 
 
+def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None) -> bytes:
+    """Compress a Picture at one quality (1-100) into .nic bytes."""
+    quality = check_quality(quality)
+    lm = resolve_model(model)
+    return _pack(lm, picture, quality, _analyse(lm, picture))
+
+
 def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None = None) -> bytes:
     """The highest quality whose file is at most `bpp` bits per pixel (bisection over 1-100).
 
-    Rate grows with quality, so bisection finds it in at most 7 encodes. If even quality 1
-    is larger than asked, that smallest file is returned (the caller reports it).
+    Rate grows with quality, so bisection needs at most 8 codings of one analysed latent. If
+    even quality 1 is larger than asked, that smallest file is returned (the caller says so).
     """
     if not bpp > 0:
         raise NicError(f"target bpp must be positive, got {bpp}")
+    lm = resolve_model(model)
+    analysed = _analyse(lm, picture)
     budget = bpp * picture.width * picture.height / 8
     lo, hi = QUALITY_MIN, QUALITY_MAX
-    best = encode(picture, lo, model)
+    best = _pack(lm, picture, lo, analysed)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        data = encode(picture, mid, model)
+        data = _pack(lm, picture, mid, analysed)
         if len(data) <= budget:
             lo, best = mid, data
         else:

@@ -20,9 +20,9 @@ from nic.errors import NicError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
-                  ".avif", ".jp2", ".heic", ".jxl", ".tga"}  # what folder-walking commands pick up
-DEFAULT_MAX_PIXELS = 1 << 28  # 268 Mpx, e.g. 16384 x 16384; NIC_MAX_PIXELS overrides
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
+                  ".avif", ".jp2", ".heic", ".jxl", ".tga")  # what folder-walking commands pick up
+DEFAULT_MAX_PIXELS = 1 << 26  # 67 Mpx, e.g. 8192 x 8192 (coding needs ~55 bytes per pixel)
 
 
 def max_pixels() -> int:

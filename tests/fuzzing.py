@@ -57,3 +57,18 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
         body = bytes(b[:-4])
         b[-4:] = struct.pack("<I", zlib.crc32(body))
     return bytes(b)
+
+
+def outcome(data: bytes) -> str:
+    """Decode one input: 'decoded', 'format error' or 'nic error'. Anything else is raised:
+    that is what fuzzing is for. A message must be one non-empty line."""
+    import nic
+    from nic.errors import FormatError, NicError
+
+    try:
+        nic.decompress(data)
+        return "decoded"
+    except NicError as e:
+        if not str(e) or "\n" in str(e):
+            raise AssertionError(f"bad error message: {e!r}") from e
+        return "format error" if isinstance(e, FormatError) else "nic error"

@@ -81,18 +81,22 @@ def rd_curve(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarra
     return np.log([r for r, _ in kept]), np.array([q for _, q in kept])
 
 
+def _mean_gap(x_anchor: np.ndarray, y_anchor: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Mean of (test - anchor) in y over the x interval both curves cover; NaN without overlap."""
+    if len(x_anchor) < 2 or len(x_test) < 2:
+        return math.nan
+    lo, hi = max(x_anchor[0], x_test[0]), min(x_anchor[-1], x_test[-1])
+    if not lo < hi:
+        return math.nan
+    return (pchip_integral(x_test, y_test, lo, hi) - pchip_integral(x_anchor, y_anchor, lo, hi)) / (hi - lo)
+
+
 def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float],
             rate_test: Sequence[float], quality_test: Sequence[float]) -> float:
     """Mean rate difference (%) of the test curve against the anchor at equal quality; NaN without overlap."""
     la, qa = rd_curve(rate_anchor, quality_anchor)
     lt, qt = rd_curve(rate_test, quality_test)
-    if len(qa) < 2 or len(qt) < 2:
-        return math.nan
-    lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
-    if not lo < hi:
-        return math.nan
-    diff = (pchip_integral(qt, lt, lo, hi) - pchip_integral(qa, la, lo, hi)) / (hi - lo)
-    return float(math.expm1(diff) * 100)
+    return float(math.expm1(_mean_gap(qa, la, qt, lt)) * 100)
 
 
 def bd_quality(rate_anchor: Sequence[float], quality_anchor: Sequence[float],
@@ -100,9 +104,4 @@ def bd_quality(rate_anchor: Sequence[float], quality_anchor: Sequence[float],
     """Mean quality difference (BD-PSNR, in the metric's unit) at equal rate; NaN without overlap."""
     la, qa = rd_curve(rate_anchor, quality_anchor)
     lt, qt = rd_curve(rate_test, quality_test)
-    if len(la) < 2 or len(lt) < 2:
-        return math.nan
-    lo, hi = max(la[0], lt[0]), min(la[-1], lt[-1])
-    if not lo < hi:
-        return math.nan
-    return (pchip_integral(lt, qt, lo, hi) - pchip_integral(la, qa, lo, hi)) / (hi - lo)
+    return float(_mean_gap(la, qa, lt, qt))

@@ -24,13 +24,12 @@ from nic.codec import check_quality
 from nic.errors import NicError
 from nic.eval import classic, published
 from nic.eval.metrics import METRICS
-from nic.io import atomic_write
+from nic.io import IMAGE_SUFFIXES, atomic_write
 from nic.models import registry
 
 DEFAULT_QUALITIES = (1, 10, 20, 35, 50, 65, 80, 90, 100)
 DEFAULT_CODECS = ("jpeg", "webp", "jp2", "avif", "jxl", "heic")
 DEFAULT_METRICS = ("psnr", "ssim", "msssim")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 RECORDS = "records.jsonl"
 
 
@@ -162,8 +161,12 @@ def plan(data: Path, models: str | None = None, codecs: str | None = None, metri
     return Plan(data, images, coders, tuple(chosen), _published(data, images, published_dir))
 
 
-def code_version() -> str:
-    """A hash of the nic source a record depends on: all of it but training, the CLI and this reporting side.
+CLASSIC_SOURCES = {"eval/classic.py", "eval/metrics.py", "eval/rd.py", "io.py"}
+
+
+def code_version(kind: str) -> str:
+    """A hash of the nic source a record depends on: for classic codecs, the Pillow bridge and
+    the metrics; for learned models, all of it but training, the CLI and the reporting side.
 
     While the code is in flux, a change to the codec, the models, entropy coding or the metrics
     must redo cached results just as new weights do.
@@ -171,7 +174,8 @@ def code_version() -> str:
     root = Path(__file__).resolve().parent.parent
     skip = {"eval/runner.py", "eval/report.py", "eval/bdrate.py", "eval/published.py", "cli.py"}
     files = sorted(p for p in root.rglob("*.py")
-                   if p.relative_to(root).as_posix() not in skip and p.relative_to(root).parts[0] != "train")
+                   if p.relative_to(root).as_posix() not in skip and p.relative_to(root).parts[0] != "train"
+                   and (kind == "learned" or p.relative_to(root).as_posix() in CLASSIC_SOURCES))
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
@@ -237,13 +241,14 @@ def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
     start = time.perf_counter()
     log_path = out / RECORDS
     cache = {} if force else _load_cache(log_path)
-    code = code_version()
+    code = {kind: code_version(kind) for kind in ("learned", "classic")}
     keys: list[str] = []
     todo: dict[tuple[Source, Coder], list[int]] = {}
     for coder in plan.coders:  # learned models first: the slowest tasks start first
         for src in plan.images:
             for p in coder.params:
-                keys.append(_key(src.path.name, src.size, src.mtime_ns, coder.name, p, coder.version, code))
+                keys.append(_key(src.path.name, src.size, src.mtime_ns, coder.name, p, coder.version,
+                                 code[coder.kind]))
                 if not all(m in cache.get(keys[-1], {}) for m in plan.metrics):
                     todo.setdefault((src, coder), []).append(p)
     measured = sum(map(len, todo.values()))
@@ -258,7 +263,7 @@ def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
                 for r in future.result():
                     record = {"image": src.path.name, "codec": coder.name, "kind": coder.kind, **r,
                               "file_size": src.size, "file_mtime_ns": src.mtime_ns, "version": coder.version,
-                              "code": code}
+                              "code": code[coder.kind]}
                     cache[_record_key(record)] = record
                     log.write(json.dumps(record) + "\n")
                 log.flush()

@@ -1,7 +1,10 @@
 """ComCNN -> JPEG -> RecCNN (Jiang et al. 2017, "An end-to-end compression framework based
 on convolutional neural networks"): a baseline that wraps a standard codec in two CNNs.
 
-ComCNN shrinks the image to half width and height; real JPEG (Pillow, 4:2:0) codes that
+ComCNN shrinks the image to half width and height (we let it learn a residual on a 2x2
+average, and RecCNN one on bicubic upsampling, both starting at zero; the paper's BatchNorm
+layers are left out: with batches of 8 the evaluation-mode network did not improve, while
+without them, He-initialised, it trains); real JPEG (Pillow, 4:2:0) codes that
 compact image at the chosen quality, and its bytes are the .nic payload; RecCNN, 20 conv
 layers, restores the full image from the bicubic upsampling of the decoded compact image,
 predicting the residual.
@@ -33,8 +36,8 @@ REC_MARGIN = 24  # pixels of context for RecCNN tiles: 20 3x3 layers see +-20
 REC_TILE = 512
 
 
-def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU()]
 
 
 def jpeg_round_trip(compact: torch.Tensor, quality: int) -> tuple[torch.Tensor, bytes]:
@@ -56,15 +59,21 @@ class ComRecCNN(nn.Module):
         self.config = dict(width=width, rec_layers=rec_layers, levels=levels,
                            lmbda_min=lmbda_min, lmbda_max=lmbda_max)
         self.com = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
-            *conv_bn_relu(width, width, stride=2),
-            nn.Conv2d(width, 3, 3, padding=1),
+            *conv_relu(3, width), *conv_relu(width, width, stride=2), nn.Conv2d(width, 3, 3, padding=1),
         )
         self.rec = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
-            *[m for _ in range(rec_layers - 2) for m in conv_bn_relu(width, width)],
+            *conv_relu(3, width), *[m for _ in range(rec_layers - 2) for m in conv_relu(width, width)],
             nn.Conv2d(width, 3, 3, padding=1),
         )
+        # He initialisation keeps a 20-layer ReLU stack's signal alive (PyTorch's default
+        # shrinks it ~3x per layer, and RecCNN then never learns); the last layers start at
+        # zero, so both networks begin as the identity around a plain resampling: ComCNN as a
+        # 2x2 average, RecCNN as bicubic upsampling.
+        for conv in [m for m in self.modules() if isinstance(m, nn.Conv2d)]:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        for last in (self.com[-1], self.rec[-1]):
+            nn.init.zeros_(last.weight)
         # Only the quality schedule is used: quality position t <-> JPEG quality.
         self.gain = GainTable(levels, 1, lmbda_min, lmbda_max, steps=(1.0, 1.0))
 
@@ -77,8 +86,12 @@ class ComRecCNN(nn.Module):
         up = F.interpolate(decoded_compact, scale_factor=2, mode="bicubic", align_corners=False)
         return up + self.rec(up)
 
+    def compact(self, x: torch.Tensor) -> torch.Tensor:
+        """ComCNN: the half-size image that JPEG codes (a learned residual on a 2x2 average)."""
+        return F.avg_pool2d(x, 2) + self.com(x)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        compact = self.com(x)
+        compact = self.compact(x)
         coded, bits = [], []
         for c, ti in zip(compact, t.tolist(), strict=True):
             decoded, data = jpeg_round_trip(c, self.jpeg_quality(ti))
@@ -99,8 +112,7 @@ class ComRecCNN(nn.Module):
     def compress_image(self, rgb: np.ndarray, quality: int) -> list[bytes]:
         """A padded (H, W, 3) uint8 image -> [JPEG bytes of its compact image]."""
         x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div(255)
-        compact = self.com(x)[0]
-        return [jpeg_round_trip(compact, quality)[1]]
+        return [jpeg_round_trip(self.compact(x)[0], quality)[1]]
 
     @torch.inference_mode()
     def decompress_image(self, streams: list[bytes], height: int, width: int, quality: int) -> np.ndarray:

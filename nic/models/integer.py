@@ -13,6 +13,8 @@ the float ones to ~1e-4, far below what changes a decoded pixel's quality.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -83,9 +85,17 @@ def _deconv(a: torch.Tensor, layer: dict) -> torch.Tensor:
     return full[:, :, p:p + 2 * h, p:p + 2 * w] + layer["bias"].view(1, -1, 1, 1)
 
 
-def _rescale(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """acc * 2**-shift rounded half up, in place: exact on integer-valued float64."""
-    return acc.mul_(torch.exp2(-shift)).add_(0.5).floor_()
+def _scale(shift: torch.Tensor) -> torch.Tensor:
+    """2**-shift as float64, built with ldexp: exact by definition, on every libm."""
+    return torch.tensor([math.ldexp(1.0, -int(s)) for s in shift.flatten()], dtype=torch.float64).view(1, -1, 1, 1)
+
+
+def _rescale(acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """acc * scale (a power of two) rounded half up, in place: exact on integer-valued float64."""
+    return acc.mul_(scale).add_(0.5).floor_()
+
+
+UNIT = _scale(torch.tensor([FRAC_BITS]))  # 2**-FRAC_BITS
 
 
 class IntegerNet:
@@ -114,9 +124,9 @@ class IntegerNet:
                     weight = tensors[f"{key}.weight"].double()
                     bits = tensors[f"{key}.bits"].long()
                     bias = tensors[f"{key}.bias"].double()
-                shift = (bits + frac - FRAC_BITS).view(1, -1, 1, 1).double()
-                layer = {"kind": "deconv" if transposed else "conv", "key": key, "weight": weight,
-                         "bias": bias, "bits": bits, "shift": shift, "stride": m.stride, "padding": m.padding}
+                layer = {"kind": "deconv" if transposed else "conv", "key": key, "weight": weight, "bias": bias,
+                         "bits": bits, "scale": _scale(bits + frac - FRAC_BITS), "stride": m.stride,
+                         "padding": m.padding}
                 if transposed and weight.shape[1] > 16:
                     layer["kernel"] = subpixel_kernel(weight, m.padding[0])
                     layer["kernel_bias"] = bias.repeat_interleave(4)
@@ -143,7 +153,7 @@ class IntegerNet:
                     bits = tensors[f"{key}.bits"].long()
                 c = gamma.shape[0]
                 self.layers.append({"kind": "igdn", "key": key, "gamma": gamma, "beta": beta, "bits": bits,
-                                    "kernel": gamma.view(c, c, 1, 1), "shift": bits.view(1, -1, 1, 1).double()})
+                                    "kernel": gamma.view(c, c, 1, 1), "scale": _scale(bits)})
             else:
                 raise ValueError(f"no integer form for {type(m).__name__}")
 
@@ -192,22 +202,22 @@ class IntegerNet:
                 a = a.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
                 continue
             if kind == "igdn":
-                norm = _rescale(F.conv2d(a.abs(), layer["kernel"], layer["beta"]), layer["shift"])
-                a = _rescale(a * norm.clamp_max_(NORM_LIMIT), torch.tensor(float(FRAC_BITS)))
+                norm = _rescale(F.conv2d(a.abs(), layer["kernel"], layer["beta"]), layer["scale"])
+                a = _rescale(a * norm.clamp_max_(NORM_LIMIT), UNIT)
             elif kind == "deconv":
-                a = _rescale(_deconv(a, layer), layer["shift"])
+                a = _rescale(_deconv(a, layer), layer["scale"])
             elif layer["weight"].shape[2:] == (3, 3) and layer["stride"] == (1, 1):
-                a = _rescale(_conv3x3(a, layer["weight"], layer["bias"]), layer["shift"])
+                a = _rescale(_conv3x3(a, layer["weight"], layer["bias"]), layer["scale"])
             else:
                 acc = F.conv2d(a, layer["weight"], layer["bias"], stride=layer["stride"], padding=layer["padding"])
-                a = _rescale(acc, layer["shift"])
+                a = _rescale(acc, layer["scale"])
             a = a.clamp_(-ACT_LIMIT, ACT_LIMIT)
         return a
 
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor:
     """Fixed-point output in [0, 1] (FRAC_BITS, float64) -> uint8 pixel values, exactly."""
-    return _rescale(x * 255, torch.tensor(float(FRAC_BITS))).clamp(0, 255).to(torch.uint8)
+    return _rescale(x * 255, UNIT).clamp(0, 255).to(torch.uint8)
 
 
 def sigmoid_thresholds() -> torch.Tensor:

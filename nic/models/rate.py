@@ -30,8 +30,10 @@ class GainTable(nn.Module):
             self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, channels))
         else:
             log_step = torch.linspace(torch.log(torch.tensor(steps[0])), torch.log(torch.tensor(steps[1])), levels)
-            self.register_buffer("log_gain", -log_step[:, None].repeat(1, channels))
-            self.register_buffer("log_inv_gain", log_step[:, None].repeat(1, channels))
+            # Not saved: the steps come from the config, so a model's rate range can be changed
+            # (its density describes the unquantized latent, and holds for any step).
+            self.register_buffer("log_gain", -log_step[:, None].repeat(1, channels), persistent=False)
+            self.register_buffer("log_inv_gain", log_step[:, None].repeat(1, channels), persistent=False)
 
     def position(self, quality: float) -> float:
         """Map a quality in [1, 100] to a continuous level index in [0, levels - 1]."""

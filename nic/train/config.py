@@ -15,7 +15,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512},
     "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "clip": 1.0,
               "metric": "mse"},
-    "run": {"seed": 0, "device": "auto", "threads": 0, "compile": False, "log_every": 50,
+    "run": {"seed": 0, "init": "", "device": "auto", "threads": 0, "compile": False, "log_every": 50,
             "checkpoint_every": 500,
             "snapshot_every": 0, "eval_every": 0, "eval_dir": "../shared/data/kodak",
             "eval_images": 4, "eval_qualities": [10, 50, 90]},

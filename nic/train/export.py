@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 
 
 def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force: bool = False,
-           qualities: list[int] = CARD_QUALITIES) -> dict:
+           qualities: list[int] = CARD_QUALITIES, note: str = "") -> dict:
     """Export the run's latest checkpoint as model `name`, with RD points measured on `kodak`."""
     if not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
         raise NicError(f"model name {name!r}: use letters, digits, '-' and '_'")
@@ -31,9 +33,11 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     model.load_state_dict(state["model"])
     model.eval()
     data = serialize(model, cfg["model"])
+    module_doc = inspect.getdoc(sys.modules[type(model).__module__]) or ""
     card = {
         "name": name,
         "architecture": cfg["model"]["architecture"],
+        "description": module_doc.split("\n\n")[0].replace("\n", " "),
         "config": cfg["model"],
         "training": {
             "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
@@ -41,6 +45,7 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
             "hardware": state["hardware"], "optimizer": cfg["optim"],
         },
         "exported": time.strftime("%Y-%m-%d"),
+        **({"note": note} if note else {}),
         "sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
     }
@@ -50,7 +55,8 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
             raise NicError(f"{kodak}: no PNG images to measure the model card's RD points on")
         lm = from_bytes(name, data, card)
         with torch.inference_mode():
-            card["kodak"] = learned_points(lm, images, qualities)
+            card["rd"] = {"data": kodak.name, "images": len(images), "metric": "RGB PSNR, bpp from file bytes",
+                          "points": learned_points(lm, images, qualities)}
     out_dir.mkdir(parents=True, exist_ok=True)
     weights, card_path = out_dir / f"{name}.safetensors", out_dir / f"{name}.json"
     for p in (weights, card_path):

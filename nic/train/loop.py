@@ -34,7 +34,13 @@ def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
-    return f"{cpu} CPU x{torch.get_num_threads()} threads, torch {torch.__version__}"
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def learning_rate(step: int, optim: dict[str, Any]) -> float:
@@ -72,6 +78,26 @@ def kodak_check(model: torch.nn.Module, cfg: dict[str, Any]) -> list[dict]:
     lm = from_bytes("training-check", serialize(snapshot, cfg["model"]))
     with torch.inference_mode():
         return learned_points(lm, images, rcfg["eval_qualities"])
+
+
+def _init_from(model: torch.nn.Module, path: Path) -> None:
+    """Start from another run's weights, or a shipped weights file, wherever names and shapes
+    match (e.g. the factorized model from a hyperprior's transforms and gains); the rest keeps
+    its fresh init (layers shipped only as integer networks are among the rest)."""
+    if path.suffix == ".safetensors":
+        from nic.models.weights import deserialize
+
+        if not path.exists():
+            raise NicError(f"{path}: no such weights file")
+        theirs = {k: v.float() if v.is_floating_point() else v
+                  for k, v in deserialize(path.read_bytes(), str(path))[0].items()}
+    else:
+        theirs = load_checkpoint(path / CHECKPOINT if path.is_dir() else path)["model"]
+    ours = model.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    if not shared:
+        raise NicError(f"{path}: no weights match this architecture")
+    model.load_state_dict(shared, strict=False)
 
 
 def _select_device(name: str, local_rank: int) -> torch.device:
@@ -118,6 +144,8 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed"]
+    elif cfg["run"]["init"]:
+        _init_from(model, Path(cfg["run"]["init"]))
     net = DistributedDataParallel(model) if world > 1 else model
     fwd = torch.compile(net) if cfg["run"]["compile"] else net
 

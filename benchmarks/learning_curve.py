@@ -1,0 +1,62 @@
+"""BD-rate against JPEG as training goes on: what more training would buy.
+
+Exports every snapshot of a run (`run.snapshot_every`) and its final checkpoint as temporary
+models, measures them all with `nic eval` on Kodak (real files), and prints BD-rate against
+Pillow's JPEG by training step and hours. Writes JSON.
+
+    python benchmarks/learning_curve.py runs/hyperprior-cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "kodak"))
+    p.add_argument("--qualities", default="1,10,25,50,75,90,100")
+    p.add_argument("--results", default="results/learning-curve")
+    p.add_argument("--out", default="benchmarks/results/learning_curve.json")
+    args = p.parse_args()
+    from nic.train.export import export
+
+    run = Path(args.run)
+    points = sorted(run.glob("snapshots/*.pt")) + [run / "checkpoint.pt"]
+    with tempfile.TemporaryDirectory() as models:
+        names = {}
+        for ckpt in points:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            name = f"{run.name}-{state['step']}"
+            if name not in names:
+                export(ckpt, name, Path(models))
+                names[name] = {"step": state["step"], "hours": state["elapsed"] / 3600,
+                               "hardware": state["hardware"]}
+        spec = ",".join(f"{n}:{args.qualities.replace(',', ',')}" for n in names)
+        subprocess.run([sys.executable, "-m", "nic", "eval", args.data, "--out", args.results, "--models", spec,
+                        "--codecs", "jpeg", "--metrics", "psnr", "--published", "none"],
+                       check=True, env=dict(os.environ, NIC_MODEL_DIR=models))
+    bd = json.loads((Path(args.results) / "results.json").read_text())["bdrate"]["psnr"]["jpeg"]
+    print(f"{'model':>28} {'step':>7} {'hours':>6}  BD-rate vs JPEG")
+    for name, info in names.items():
+        info["bd_rate_vs_jpeg"] = bd[name]["bd_rate"]
+        print(f"{name:>28} {info['step']:7d} {info['hours']:6.2f}  {info['bd_rate_vs_jpeg']:+.1f}%")
+    out = ROOT / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"run": str(run), "hardware": next(iter(names.values()))["hardware"],
+                               "points": names}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
