@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("run")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "kodak"))
     p.add_argument("--qualities", default="1,10,25,50,75,90,100")
+    p.add_argument("--images", type=int, default=0, help="only the first N images (0: all)")
     p.add_argument("--results", default="results/learning-curve")
     p.add_argument("--out", default="benchmarks/results/learning_curve.json")
     args = p.parse_args()
@@ -34,7 +35,12 @@ def main() -> None:
 
     run = Path(args.run)
     points = sorted(run.glob("snapshots/*.pt")) + [run / "checkpoint.pt"]
-    with tempfile.TemporaryDirectory() as models:
+    with tempfile.TemporaryDirectory() as models, tempfile.TemporaryDirectory() as subset:
+        data = Path(args.data)
+        if args.images:  # a cheaper curve: link the first N images into a folder of their own
+            for f in sorted(data.glob("*.png"))[:args.images]:
+                (Path(subset) / f.name).symlink_to(f.resolve())
+            data = Path(subset)
         names = {}
         for ckpt in points:
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -43,8 +49,8 @@ def main() -> None:
                 export(ckpt, name, Path(models))
                 names[name] = {"step": state["step"], "hours": state["elapsed"] / 3600,
                                "hardware": state["hardware"]}
-        spec = ",".join(f"{n}:{args.qualities.replace(',', ',')}" for n in names)
-        subprocess.run([sys.executable, "-m", "nic", "eval", args.data, "--out", args.results, "--models", spec,
+        spec = ",".join(f"{n}:{args.qualities}" for n in names)
+        subprocess.run([sys.executable, "-m", "nic", "eval", str(data), "--out", args.results, "--models", spec,
                         "--codecs", "jpeg", "--metrics", "psnr", "--published", "none"],
                        check=True, env=dict(os.environ, NIC_MODEL_DIR=models))
     bd = json.loads((Path(args.results) / "results.json").read_text())["bdrate"]["psnr"]["jpeg"]
@@ -54,7 +60,8 @@ def main() -> None:
         print(f"{name:>28} {info['step']:7d} {info['hours']:6.2f}  {info['bd_rate_vs_jpeg']:+.1f}%")
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"run": str(run), "hardware": next(iter(names.values()))["hardware"],
+    out.write_text(json.dumps({"run": str(run), "data": args.data, "images": args.images or "all",
+                               "qualities": args.qualities, "hardware": next(iter(names.values()))["hardware"],
                                "points": names}, indent=2) + "\n")
 
 

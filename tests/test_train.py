@@ -20,10 +20,11 @@ import torch
 
 import nic
 from nic.errors import NicError
+from nic.models.registry import build
 from nic.train.config import resolve
 from nic.train.data import load_cifar
 from nic.train.export import export
-from nic.train.loop import train
+from nic.train.loop import _init_from, load_checkpoint, train
 from tests.conftest import DATA
 
 TINY = ["model.N=16", "model.M=24", "data.crop=64", "data.batch=4", "run.threads=1", "run.log_every=5",
@@ -134,6 +135,14 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     data = nic.compress(photo, quality=50, model="tiny-test")
     out = np.asarray(nic.decompress(data))
     assert out.shape == photo.shape
+
+    # A shipped weights file can seed another model (run.init): its float layers are copied.
+    cfg = tiny_cfg("model.architecture='factorized'")
+    model = build(**cfg["model"])
+    _init_from(model, tmp_path / "models" / "tiny-test.safetensors")
+    trained = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    key = next(k for k in model.state_dict() if k.startswith("g_a.") and k.endswith(".weight"))
+    assert torch.equal(model.state_dict()[key], trained[key].half().float())
 
 
 @pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),

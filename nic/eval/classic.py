@@ -2,7 +2,8 @@
 
 Every codec maps one integer parameter (its quality knob) to real file bytes; decoding goes
 back through Pillow to 8-bit RGB. Encoder settings are each library's defaults through Pillow
-(AVIF: libaom at Pillow's default speed 6), except where a line below says otherwise.
+(JPEG: baseline, standard Huffman tables, as `Image.save(..., quality=q)` writes it; AVIF:
+libaom at Pillow's default speed 6), except where a line below says otherwise.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ class ClassicCodec:
 
 def _jpeg(subsampling: int) -> Callable[[Image.Image, io.BytesIO, int], None]:
     def save(img: Image.Image, buf: io.BytesIO, q: int) -> None:
-        img.save(buf, format="JPEG", quality=q, subsampling=subsampling, optimize=True)
+        img.save(buf, format="JPEG", quality=q, subsampling=subsampling)
     return save
 
 
 def _webp(img: Image.Image, buf: io.BytesIO, q: int) -> None:
+    # method=6: libwebp's slowest, smallest setting, so WebP is shown at its best
     img.save(buf, format="WEBP", quality=q, method=6)
 
 
