@@ -12,6 +12,7 @@ writes JSON.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import subprocess
@@ -38,26 +39,33 @@ def decode_worker(threads: int, dtype: str, files: list[str]) -> dict[str, str]:
 
 def encode_all(images: list[Path], out: Path, quality: int) -> list[Path]:
     import torch
+    from PIL import Image
 
     import nic
     from nic.codec import resolve_model
 
+    class InPrecision(torch.nn.Module):
+        """Runs a float32 network in another precision: the encoder's float parts in float64."""
+
+        def __init__(self, net: torch.nn.Module, dtype: torch.dtype):
+            super().__init__()
+            self.net, self.dtype = copy.deepcopy(net).to(dtype), dtype
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.to(self.dtype))
+
     files = []
     model = resolve_model(None).model
+    float_parts = {k: getattr(model, k) for k in ("g_a", "h_a") if hasattr(model, k)}
     for precision in ("float32", "float64"):
-        dtype = getattr(torch, precision)
-        model.g_a.to(dtype)
-        if hasattr(model, "h_a"):
-            model.h_a.to(dtype)
+        for k, net in float_parts.items():
+            setattr(model, k, net if precision == "float32" else InPrecision(net, torch.float64))
         for img in images:
-            from PIL import Image
-
             path = out / f"{img.stem}-{precision}.nic"
             path.write_bytes(nic.compress(Image.open(img), quality=quality))
             files.append(path)
-    model.g_a.float()
-    if hasattr(model, "h_a"):
-        model.h_a.float()
+    for k, net in float_parts.items():
+        setattr(model, k, net)
     return files
 
 

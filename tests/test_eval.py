@@ -72,6 +72,7 @@ def test_bd_without_overlap_or_points_is_nan_and_dominated_points_are_ignored():
 
 def test_parse_models():
     assert parse_models("a:1,10,b,c:5") == {"a": (1, 10), "b": DEFAULT_QUALITIES, "c": (5,)}
+    assert parse_models("a:1,10,c:1,5,10") == {"a": (1, 10), "c": (1, 5, 10)}  # shared qualities kept
     assert parse_models(None) == {registry.DEFAULT_MODEL: DEFAULT_QUALITIES}
     assert parse_models("none") == {}
 

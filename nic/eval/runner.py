@@ -74,11 +74,11 @@ class Outcome:
     seconds: float
 
 
-def _items(spec: str, what: str) -> list[str]:
+def _items(spec: str, what: str, unique: bool = True) -> list[str]:
     items = [s.strip() for s in spec.split(",")]
     if not all(items):
         raise NicError(f"--{what} {spec!r}: empty item in the list")
-    return list(dict.fromkeys(items))
+    return list(dict.fromkeys(items)) if unique else items
 
 
 def _quality(text: str, spec: str) -> int:
@@ -100,7 +100,7 @@ def parse_models(spec: str | None) -> dict[str, tuple[int, ...]]:
         return {}
     models: dict[str, list[int]] = {}
     last = None
-    for item in _items(spec, "models"):
+    for item in _items(spec, "models", unique=False):  # models may share qualities
         name, colon, first = item.partition(":")
         if not colon and item.isdigit():
             if last is None:
