@@ -33,7 +33,10 @@ def test_quality_sets_the_rate_monotonically(photo):
 
 def test_target_bpp_lands_at_or_under_the_target(photo):
     pixels = photo.shape[0] * photo.shape[1]
-    for target in (0.5, 1.5):
+    low, high = (len(nic.compress(photo, quality=q)) * 8 / pixels for q in (1, 100))
+    # a target below the smallest file gives the smallest file (the CLI warns)
+    assert nic.compress(photo, bpp=low * 0.9) == nic.compress(photo, quality=1)
+    for target in (low + 0.3 * (high - low), low + 0.7 * (high - low)):
         data = nic.compress(photo, bpp=target)
         assert len(data) * 8 / pixels <= target
         # the next quality up would have overshot: the search really went to the limit
@@ -65,8 +68,8 @@ def test_palette_and_bilevel_images(photo):
 
 
 def test_numpy_float_input(photo):
-    out = np.asarray(nic.decompress(nic.compress(photo.astype(np.float32) / 255)))
-    assert psnr(photo, out) > 28
+    # floats in [0, 1] are the same picture as the uint8 one
+    assert nic.compress(photo.astype(np.float32) / 255) == nic.compress(photo)
 
 
 def test_bad_api_input(photo):
