@@ -74,11 +74,12 @@ class Outcome:
     seconds: float
 
 
-def _items(spec: str, what: str, unique: bool = True) -> list[str]:
+def _items(spec: str, what: str) -> list[str]:
+    """The comma-separated items of an option, in order, repeats kept (models share qualities)."""
     items = [s.strip() for s in spec.split(",")]
     if not all(items):
         raise NicError(f"--{what} {spec!r}: empty item in the list")
-    return list(dict.fromkeys(items)) if unique else items
+    return items
 
 
 def _quality(text: str, spec: str) -> int:
@@ -100,7 +101,7 @@ def parse_models(spec: str | None) -> dict[str, tuple[int, ...]]:
         return {}
     models: dict[str, list[int]] = {}
     last = None
-    for item in _items(spec, "models", unique=False):  # models may share qualities
+    for item in _items(spec, "models"):
         name, colon, first = item.partition(":")
         if not colon and item.isdigit():
             if last is None:
@@ -143,7 +144,7 @@ def plan(data: Path, models: str | None = None, codecs: str | None = None, metri
     None means the defaults: the default model, DEFAULT_CODECS, DEFAULT_METRICS.
     """
     images = find_images(data)
-    chosen = _items(metrics, "metrics") if metrics else list(DEFAULT_METRICS)
+    chosen = list(dict.fromkeys(_items(metrics, "metrics"))) if metrics else list(DEFAULT_METRICS)
     for m in chosen:
         if m not in METRICS:
             raise NicError(f"unknown metric {m!r} (known: {', '.join(METRICS)})")
@@ -153,7 +154,7 @@ def plan(data: Path, models: str | None = None, codecs: str | None = None, metri
             raise NicError(f"model {name!r} has the name of a classic codec; rename the model")
         lm = registry.load(name)
         coders.append(Coder(name, "learned", f"nic {name}", qualities, lm.weights_hash.hex()))
-    for name in [] if codecs == "none" else _items(codecs, "codecs") if codecs else DEFAULT_CODECS:
+    for name in [] if codecs == "none" else dict.fromkeys(_items(codecs, "codecs")) if codecs else DEFAULT_CODECS:
         c = classic.get(name)
         coders.append(Coder(name, "classic", c.label, c.params, classic.version(name)))
     if not coders:
