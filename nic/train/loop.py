@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from nic.errors import NicError
-from nic.models.registry import build
+from nic.models.registry import build, from_bytes
 from nic.train.config import to_toml
 from nic.train.data import CropSampler, load_sources
 from nic.train.loss import rd_loss
@@ -67,7 +67,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def kodak_check(model: torch.nn.Module, cfg: dict[str, Any]) -> list[dict]:
     """RD points from real bytes: export the current weights and code a few held-out images."""
     from nic.eval.rd import learned_points
-    from nic.models.registry import from_bytes
     from nic.models.weights import serialize
 
     rcfg = cfg["run"]
@@ -83,14 +82,12 @@ def kodak_check(model: torch.nn.Module, cfg: dict[str, Any]) -> list[dict]:
 def _init_from(model: torch.nn.Module, path: Path) -> None:
     """Start from another run's weights, or a shipped weights file, wherever names and shapes
     match (e.g. the factorized model from a hyperprior's transforms and gains); the rest keeps
-    its fresh init (layers shipped only as integer networks are among the rest)."""
+    its fresh init. A shipped file's integer-only decoder networks come back as the float
+    values of their integer weights, so a shipped model can be trained further."""
     if path.suffix == ".safetensors":
-        from nic.models.weights import deserialize
-
         if not path.exists():
             raise NicError(f"{path}: no such weights file")
-        theirs = {k: v.float() if v.is_floating_point() else v
-                  for k, v in deserialize(path.read_bytes(), str(path))[0].items()}
+        theirs = from_bytes(path.stem, path.read_bytes()).model.state_dict()
     else:
         theirs = load_checkpoint(path / CHECKPOINT if path.is_dir() else path)["model"]
     ours = model.state_dict()
