@@ -1,11 +1,14 @@
-"""nic: a learned image codec. `compress` an image to bytes, `decompress` bytes to an image."""
+"""nic: a learned image codec. `compress` an image to bytes, `decompress` bytes to an image.
+
+Importing nic also registers its Pillow plugin: `Image.open("x.nic")`, `img.save("x.nic")`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from nic import codec
+from nic import codec, pillow
 from nic.errors import FormatError, NicError
 from nic.io import picture_from_array, picture_from_pil
 
@@ -28,3 +31,6 @@ def compress(image: Image.Image | np.ndarray, quality: int = codec.DEFAULT_QUALI
 def decompress(data: bytes) -> Image.Image:
     """Decompress .nic bytes into a PIL image (L, LA, RGB or RGBA, as the source was)."""
     return codec.decode(bytes(data)).to_pil()
+
+
+pillow.register()
