@@ -17,18 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import nic
 from nic.errors import NicError
 from nic.models.registry import build
 from nic.train.config import resolve
-from nic.train.data import load_cifar
+from nic.train.data import holdout, load_cifar, load_sources
 from nic.train.export import export
 from nic.train.loop import _init_from, load_checkpoint, train
+from nic.train.precision import Precision, candidates, fastest, native_bf16
 from tests.conftest import DATA
 
 TINY = ["model.N=16", "model.M=24", "data.crop=64", "data.batch=4", "run.threads=1", "run.log_every=5",
-        f"data.sources=['{DATA}']", "optim.warmup=5", "optim.lr=2e-3", "optim.min_lr=2e-3"]
+        f"data.sources=['{DATA}']", "optim.warmup=5", "optim.lr=2e-3", "optim.min_lr=2e-3",
+        "run.precision='fp32'", "run.channels_last=false"]
 
 
 def tiny_cfg(*extra: str) -> dict:
@@ -54,8 +57,11 @@ def nic_train(run: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_resume_after_kill_gives_the_same_weights(tmp_path):
-    steps = ["optim.steps=24", "run.checkpoint_every=6"]
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_kill_gives_the_same_weights(tmp_path, precision):
+    if precision == "bf16" and not native_bf16(torch.device("cpu")):
+        pytest.skip("no native bf16 on this CPU: a bf16 run would fall back to fp32")
+    steps = ["optim.steps=24", "run.checkpoint_every=6", f"run.precision='{precision}'", "run.channels_last='auto'"]
     assert nic_train(tmp_path / "straight", *steps).wait(timeout=300) == 0
     proc = nic_train(tmp_path / "killed", *steps)
     ckpt = tmp_path / "killed" / "checkpoint.pt"
@@ -74,6 +80,7 @@ def test_resume_after_kill_gives_the_same_weights(tmp_path):
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     b = torch.load(ckpt, weights_only=True)
     assert a["step"] == b["step"] == 24
+    assert b["config"]["run"]["precision"] == precision
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert not list((tmp_path / "killed").glob("*.tmp"))
@@ -174,3 +181,69 @@ def test_conv_ae_trains_on_a_cifar_tarball(tmp_path):
     assert result["step"] == 30
     losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]
     assert losses[-1] < losses[0]
+
+
+def test_precision_auto_times_the_candidates_and_falls_back_without_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("nic.train.precision.native_bf16", lambda device: False)
+    assert candidates("bf16", "auto", cpu)[0] == [Precision("fp32", False)]
+    assert "no native support" in candidates("bf16", "auto", cpu)[1]
+    assert candidates("auto", "auto", cpu)[0] == [Precision("fp32", False), Precision("fp32", True)]
+    monkeypatch.setattr("nic.train.precision.native_bf16", lambda device: True)
+    options, _ = candidates("auto", False, cpu)
+    assert options == [Precision("fp32", False), Precision("bf16", False)]
+    model = build("hyperprior", N=8, M=8)
+    calls = []
+
+    def step(net, p):  # the slow option sleeps: timing must pick the other one
+        calls.append(p)
+        time.sleep(0.02 if p.dtype == "fp32" else 0.0)
+
+    best, seconds = fastest(options, step, model, repeats=2)
+    assert best == Precision("bf16", False) and set(seconds) == {"fp32", "bf16"}
+    assert len(calls) == 6  # one warm-up and two timed steps each
+
+
+def test_training_logs_the_precision_it_chose(tmp_path):
+    train(tiny_cfg("optim.steps=2", "run.precision='auto'", "run.channels_last='auto'"), tmp_path / "run",
+          progress=False)
+    first = read_log(tmp_path / "run")[0]
+    assert first["precision"] in first["trial_s_per_step"] or len(first["trial_s_per_step"]) == 0
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["run"]
+    assert saved["precision"] in ("fp32", "bf16") and isinstance(saved["channels_last"], bool)
+
+
+def test_gain_tables_are_resampled_to_a_wider_lambda_range(tmp_path):
+    torch.manual_seed(1)
+    narrow = build("hyperprior", N=8, M=8, levels=8, lmbda_min=0.0015, lmbda_max=0.12)
+    with torch.no_grad():
+        narrow.gain.log_gain.normal_()
+        narrow.gain.log_inv_gain.normal_()
+    torch.save({"model": narrow.state_dict(), "config": {"model": {"architecture": "hyperprior", **narrow.config}}},
+               tmp_path / "narrow.pt")
+    ratio = (0.12 / 0.0015) ** (1 / 7)
+    wide = build("hyperprior", N=8, M=8, levels=10, lmbda_min=0.0015, lmbda_max=0.0015 * ratio**9)
+    _init_from(wide, tmp_path / "narrow.pt")
+    old, new = narrow.gain.log_gain, wide.gain.log_gain
+    assert torch.allclose(new[:8], old, atol=1e-5)  # the shared levels keep their gains
+    assert torch.allclose(new[8], 2 * old[7] - old[6], atol=1e-5)  # the new ones extrapolate
+    assert torch.allclose(new[9], 3 * old[7] - 2 * old[6], atol=1e-5)
+    assert torch.equal(wide.g_a[0].weight, narrow.g_a[0].weight)
+
+
+def test_holdout_keeps_whole_source_photos_out_of_training(tmp_path):
+    folder = tmp_path / "pack"
+    folder.mkdir()
+    rows = ["patch\tsource"]
+    for i in range(12):  # 4 photos, 3 patches each
+        np.random.seed(i)
+        name = f"p{i:02d}.png"
+        Image.fromarray(np.random.randint(0, 255, (16, 16, 3), np.uint8)).save(folder / name)
+        rows.append(f"{name}\tphoto{i // 3}.jpg")
+    (folder / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
+    held = holdout([folder], 4)
+    assert len(held) == 6 and held == holdout([folder], 4)  # two whole photos, deterministically
+    photos = {int(p.stem[1:]) // 3 for p in held}
+    assert len(photos) == 2
+    images, skipped = load_sources([str(folder)], 512, 4)
+    assert skipped == held and len(images) == 6

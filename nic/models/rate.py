@@ -8,6 +8,8 @@ quality from 1 to 100 is a trained operating point of the same weights.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -54,6 +56,21 @@ class GainTable(nn.Module):
     def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gain and inverse gain, shaped (B, C, 1, 1), for level positions `t` of shape (B,)."""
         return self._interp(self.log_gain, t), self._interp(self.log_inv_gain, t)
+
+    @torch.no_grad()
+    def load_resampled(self, log_gain: torch.Tensor, log_inv_gain: torch.Tensor,
+                       lmbda_min: float, lmbda_max: float) -> None:
+        """Take gain tables learned for another lambda range (or number of levels): each of our
+        levels gets the table linearly interpolated (or extrapolated) in log lambda, so a model
+        can be trained on to a wider rate range from where it stands."""
+        src = torch.linspace(0, 1, log_gain.shape[0], dtype=torch.float64) * math.log(lmbda_max / lmbda_min)
+        src += math.log(lmbda_min)
+        dst = self.lmbda(torch.arange(self.levels, dtype=torch.float64)).log()
+        lo = (torch.searchsorted(src, dst) - 1).clamp(0, len(src) - 2)
+        frac = ((dst - src[lo]) / (src[lo + 1] - src[lo]))[:, None]
+        for mine, theirs in ((self.log_gain, log_gain), (self.log_inv_gain, log_inv_gain)):
+            theirs = theirs.double()
+            mine.copy_(theirs[lo] * (1 - frac) + theirs[lo + 1] * frac)
 
     @torch.no_grad()
     def quality_gains(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,10 +12,12 @@ from nic.errors import NicError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"architecture": "hyperprior"},  # the rest: the architecture's own defaults
-    "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512},
+    "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512,
+             "holdout": 0},
     "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "clip": 1.0,
               "metric": "mse"},
-    "run": {"seed": 0, "init": "", "device": "auto", "threads": 0, "compile": False, "log_every": 50,
+    "run": {"seed": 0, "init": "", "device": "auto", "threads": 0, "precision": "auto",
+            "channels_last": "auto", "compile": False, "log_every": 50,
             "checkpoint_every": 500,
             "snapshot_every": 0, "eval_every": 0, "eval_dir": "../shared/data/kodak",
             "eval_images": 4, "eval_qualities": [10, 50, 90]},

@@ -7,6 +7,7 @@ batches an uninterrupted run would have drawn, with no sampler state to save.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import io
 import pickle
 import tarfile
@@ -30,16 +31,46 @@ def _downscale(a: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize(size, Image.Resampling.BOX))
 
 
-def load_folder(folder: Path, max_side: int) -> list[np.ndarray]:
-    """Every image under `folder` (recursively), as (H, W, 3) uint8."""
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def _folder_paths(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_folder(folder: Path, max_side: int, skip: frozenset[Path] = frozenset()) -> list[np.ndarray]:
+    """Every image under `folder` (recursively) but those in `skip`, as (H, W, 3) uint8."""
     images = []
-    for p in paths:
+    for p in _folder_paths(folder):
+        if p in skip:
+            continue
         try:
             images.append(_downscale(read_image(p).rgb, max_side))
         except NicError as e:
             print(f"nic train: skipping {e}")
     return images
+
+
+def holdout(folders: list[Path], count: int) -> list[Path]:
+    """About `count` images set aside for validation, picked by a hash of their names.
+
+    Where a folder has a MANIFEST.tsv (patch -> source photo, as the patch pack does), whole
+    source photos are held out, so no photo has crops on both sides.
+    """
+    if count <= 0:
+        return []
+    groups: dict[str, list[Path]] = {}
+    for folder in folders:
+        manifest = folder / "MANIFEST.tsv"
+        source = {}
+        if manifest.is_file():
+            rows = (line.split("\t") for line in manifest.read_text().splitlines()[1:])
+            source = {str(folder / r[0]): r[1] for r in rows if len(r) == 2}
+        for p in _folder_paths(folder):
+            groups.setdefault(source.get(str(p), str(p)), []).append(p)
+    picked: list[Path] = []
+    for key in sorted(groups, key=lambda k: hashlib.sha1(k.encode()).hexdigest()):
+        if len(picked) >= count:
+            break
+        picked += groups[key]
+    return sorted(picked)
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -77,20 +108,23 @@ def load_cifar(tarball: Path, split: str = "train") -> list[np.ndarray]:
     return list(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
 
-def load_sources(sources: list[str], max_side: int = 512) -> list[np.ndarray]:
-    """Images from folders and CIFAR-100 tarballs, in the order given."""
+def load_sources(sources: list[str], max_side: int = 512,
+                 held_out: int = 0) -> tuple[list[np.ndarray], list[Path]]:
+    """Images from folders and CIFAR-100 tarballs, in the order given, without the ~`held_out`
+    folder images set aside for validation (see `holdout`); returns (images, held-out paths)."""
+    paths = [Path(src).expanduser() for src in sources]
+    skip = holdout([p for p in paths if p.is_dir()], held_out)
     images: list[np.ndarray] = []
-    for src in sources:
-        path = Path(src).expanduser()
+    for src, path in zip(sources, paths, strict=True):
         if path.is_dir():
-            images += load_folder(path, max_side)
+            images += load_folder(path, max_side, frozenset(skip))
         elif path.name.endswith((".tar.gz", ".tgz")):
             images += load_cifar(path)
         else:
             raise NicError(f"{src}: not a folder of images or a CIFAR-100 .tar.gz")
     if not images:
         raise NicError(f"no training images found in {', '.join(sources)}")
-    return images
+    return images, skip
 
 
 class CropSampler:

@@ -25,6 +25,7 @@ from nic.models.registry import build, from_bytes
 from nic.train.config import to_toml
 from nic.train.data import CropSampler, load_sources
 from nic.train.loss import rd_loss
+from nic.train.precision import Precision, candidates, fastest
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -83,18 +84,27 @@ def _init_from(model: torch.nn.Module, path: Path) -> None:
     """Start from another run's weights, or a shipped weights file, wherever names and shapes
     match (e.g. the factorized model from a hyperprior's transforms and gains); the rest keeps
     its fresh init. A shipped file's integer-only decoder networks come back as the float
-    values of their integer weights, so a shipped model can be trained further."""
+    values of their integer weights, so a shipped model can be trained further. Gain tables
+    learned for another lambda range are resampled to this model's levels."""
     if path.suffix == ".safetensors":
         if not path.exists():
             raise NicError(f"{path}: no such weights file")
-        theirs = from_bytes(path.stem, path.read_bytes()).model.state_dict()
+        loaded = from_bytes(path.stem, path.read_bytes()).model
+        theirs, their_cfg = loaded.state_dict(), getattr(loaded, "config", {})
     else:
-        theirs = load_checkpoint(path / CHECKPOINT if path.is_dir() else path)["model"]
+        state = load_checkpoint(path / CHECKPOINT if path.is_dir() else path)
+        theirs, their_cfg = state["model"], state["config"]["model"]
     ours = model.state_dict()
     shared = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     if not shared:
         raise NicError(f"{path}: no weights match this architecture")
     model.load_state_dict(shared, strict=False)
+    gain = getattr(model, "gain", None)
+    if gain is not None and "gain.log_gain" in theirs and "lmbda_min" in their_cfg and (
+            (their_cfg["levels"], their_cfg["lmbda_min"], their_cfg["lmbda_max"])
+            != (gain.levels, gain.lmbda_min, gain.lmbda_max)):
+        gain.load_resampled(theirs["gain.log_gain"], theirs["gain.log_inv_gain"],
+                            their_cfg["lmbda_min"], their_cfg["lmbda_max"])
 
 
 def _select_device(name: str, local_rank: int) -> torch.device:
@@ -126,15 +136,10 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-
     run_dir.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        (run_dir / "config.toml").write_text(to_toml(cfg))
     mcfg = dict(cfg["model"])
     torch.manual_seed(cfg["run"]["seed"])  # the same initial weights on every rank and rerun
     model = build(mcfg.pop("architecture"), **mcfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"])
     step, elapsed = 0, 0.0
     if state is not None:
@@ -143,31 +148,57 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
         step, elapsed = state["step"], state["elapsed"]
     elif cfg["run"]["init"]:
         _init_from(model, Path(cfg["run"]["init"]))
-    net = DistributedDataParallel(model) if world > 1 else model
-    fwd = torch.compile(net) if cfg["run"]["compile"] else net
 
     dcfg, ocfg, rcfg = cfg["data"], cfg["optim"], cfg["run"]
-    sampler = CropSampler(load_sources(dcfg["sources"], dcfg["max_side"]), dcfg["crop"], device, rcfg["seed"])
+    images, held_out = load_sources(dcfg["sources"], dcfg["max_side"], dcfg["holdout"])
+    sampler = CropSampler(images, dcfg["crop"], device, rcfg["seed"])
     per_rank = max(1, dcfg["batch"] // world)
     levels = model.gain.levels
+
+    def batch(at: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The crops and level positions of step `at`: a pure function of seed, step and rank."""
+        gen = sampler.generator(at, rank)
+        x = sampler.batch(per_rank, gen)
+        return x, torch.rand(per_rank, generator=gen).to(device) * (levels - 1)
+
+    def trial(net: torch.nn.Module, p: Precision) -> None:
+        x, t = batch(0)
+        with p.autocast(device):
+            out = net(p.layout(x), t)
+        rd_loss(x, out, net.gain.lmbda(t), ocfg["metric"])["loss"].backward()
+
+    options, note = candidates(rcfg["precision"], rcfg["channels_last"], device)
+    precision, timings = fastest(options, trial, model)
+    if world > 1:  # every rank must train the same way: rank 0's timing decides
+        choice = torch.tensor([options.index(precision)], device=device)
+        dist.broadcast(choice, 0)
+        precision = options[int(choice)]
+    rcfg["precision"], rcfg["channels_last"] = precision.dtype, precision.channels_last  # resume reuses it
+    model = model.to(memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format)
+    net = DistributedDataParallel(model) if world > 1 else model
+    fwd = torch.compile(net) if rcfg["compile"] else net
     log = (run_dir / "log.jsonl").open("a") if rank == 0 else None
+    if rank == 0:
+        (run_dir / "config.toml").write_text(to_toml(cfg))
+        if held_out:
+            (run_dir / "validation.txt").write_text("".join(f"{p}\n" for p in held_out))
+        log.write(json.dumps({"step": step, "precision": precision.name, "note": note,
+                              "trial_s_per_step": timings, "train_images": len(images),
+                              "held_out": len(held_out)}) + "\n")
+        log.flush()
     bar = tqdm(total=ocfg["steps"], initial=step, disable=not progress or rank != 0,
                dynamic_ncols=True, mininterval=2.0)
     skipped, window, t_window = 0, [], time.time()
     t_start = time.time() - elapsed
     model.train()
     while step < ocfg["steps"]:
-        gen = sampler.generator(step, rank)
-        x = sampler.batch(per_rank, gen)
-        t = torch.rand(per_rank, generator=gen).to(device) * (levels - 1)
+        x, t = batch(step)
         torch.manual_seed(rcfg["seed"] * 7919 + step * 131 + rank)  # the noise, reproducibly
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
         lr = learning_rate(step, ocfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = fwd(x, t)
+        with precision.autocast(device):
+            out = fwd(precision.layout(x), t)
         m = rd_loss(x, out, model.gain.lmbda(t), ocfg["metric"])
         opt.zero_grad(set_to_none=True)
         m["loss"].backward()
