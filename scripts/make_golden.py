@@ -1,0 +1,103 @@
+"""Write golden .nic files: small files made by this release, with the pixels it decodes them to.
+
+    python scripts/make_golden.py [--out tests/data/golden] [--force]
+
+Each case crops one of the test photos in tests/data, codes it with a shipped model through
+the public API (`nic.compress`), and writes NAME.nic, NAME.png (what this release decodes it
+to) and a line in manifest.json (model, weights identity, quality, image mode). The files
+are kept so that later releases prove, in tests/test_golden.py, that every file written
+before still decodes to the same pixels. Regenerating replaces that proof: add a new folder
+(or new cases) for a new release rather than overwriting an old one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import nic
+from nic.container import unpack
+from nic.io import atomic_write
+from nic.models import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+
+# name, model, quality, source photo, crop box (left, top, right, bottom), mode
+CASES = [
+    ("hyperprior-q10-rgb", "hyperprior", 10, "kodim05-crop.png", (8, 4, 80, 60), "RGB"),
+    ("hyperprior-q50-rgb", "hyperprior", 50, "kodim05-crop.png", (8, 4, 80, 60), "RGB"),
+    ("hyperprior-q95-rgb", "hyperprior", 95, "kodim05-crop.png", (8, 4, 80, 60), "RGB"),
+    ("hyperprior-q75-grey", "hyperprior", 75, "kodim05-crop.png", (64, 32, 128, 96), "L"),
+    ("hyperprior-q40-rgba", "hyperprior", 40, "kodim23-crop.png", (0, 20, 60, 64), "RGBA"),
+    ("factorized-q50-rgb", "factorized", 50, "kodim23-crop.png", (0, 0, 64, 48), "RGB"),
+    ("conv-ae-q60-la", "conv-ae", 60, "kodim05-crop.png", (30, 20, 80, 58), "LA"),
+    ("comcnn-q50-rgb", "comcnn", 50, "kodim05-crop.png", (40, 10, 104, 74), "RGB"),
+]
+# ComCNN's RecCNN decodes in float32: the same on one machine, within 1 level across machines.
+TOLERANCE = {"comcnn": 1}
+
+
+def source(photo: str, box: tuple[int, int, int, int], mode: str) -> Image.Image:
+    """The crop in the wanted mode; alpha, where wanted, is a diagonal ramp with a hole."""
+    img = Image.open(DATA / photo).convert("RGB").crop(box)
+    if mode in ("RGB", "L"):
+        return img.convert(mode)
+    h, w = img.height, img.width
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = np.clip((xx + yy) * 255 // (w + h - 2), 0, 255).astype(np.uint8)
+    alpha[h // 3:h // 2, w // 3:w // 2] = 0
+    out = img.convert(mode[0]) if mode == "LA" else img
+    out = out.convert(mode)
+    out.putalpha(Image.fromarray(alpha, "L"))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(DATA / "golden"))
+    p.add_argument("--force", action="store_true", help="overwrite existing golden files")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    entries = []
+    for name, model, quality, photo, box, mode in CASES:
+        data = nic.compress(source(photo, box, mode), quality=quality, model=model)
+        decoded = nic.decompress(data)
+        header, _ = unpack(data)
+        weights = Path(registry.available()[model]["path"]).read_bytes()
+        atomic_write(out / f"{name}.nic", data, args.force)
+        png = io.BytesIO()
+        decoded.save(png, format="PNG", optimize=True)
+        atomic_write(out / f"{name}.png", png.getvalue(), args.force)
+        entries.append({
+            "nic": f"{name}.nic", "png": f"{name}.png", "model": model,
+            "weights_hash": header.weights_hash.hex(), "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "quality": quality, "mode": decoded.mode, "size": [decoded.width, decoded.height],
+            "source": f"tests/data/{photo} crop {list(box)} as {mode}",
+            "max_abs_diff": TOLERANCE.get(model, 0),
+        })
+        print(f"{name}: {len(data)} bytes, {decoded.mode} {decoded.width}x{decoded.height}")
+    manifest = {
+        "made_by": f"nic {nic.__version__} at commit {commit}, by scripts/make_golden.py",
+        "how": "NAME.nic = nic.compress(source crop, quality, model); NAME.png = nic.decompress(NAME.nic) "
+               "as this release decoded it. max_abs_diff: how far a later decode may differ per pixel "
+               "(0 = bit-exact; comcnn's RecCNN runs in float32).",
+        "files": entries,
+    }
+    atomic_write(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode(), args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Files written by earlier releases still decode to the pixels those releases gave.
+
+tests/data/golden holds small .nic files made by scripts/make_golden.py, each with the PNG the
+release that wrote it decoded it to, listed in manifest.json. Any change to the decoder, the
+container or the shipped weights that alters a single pixel of them fails here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nic
+from nic.container import unpack
+from tests.conftest import DATA
+
+GOLDEN = DATA / "golden"
+CASES = json.loads((GOLDEN / "manifest.json").read_text())["files"]
+
+
+def test_every_shipped_model_and_image_kind_is_covered():
+    assert {c["model"] for c in CASES} >= {"hyperprior", "factorized", "conv-ae", "comcnn"}
+    assert {c["mode"] for c in CASES} >= {"RGB", "L", "RGBA", "LA"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["nic"] for c in CASES])
+def test_golden_file_decodes_to_its_pixels(case):
+    data = (GOLDEN / case["nic"]).read_bytes()
+    header, _ = unpack(data)
+    assert (header.model, header.quality, header.weights_hash.hex()) == \
+        (case["model"], case["quality"], case["weights_hash"])
+    decoded = nic.decompress(data)
+    with Image.open(GOLDEN / case["png"]) as png:
+        expected = np.asarray(png).copy()
+        assert (decoded.mode, decoded.size) == (png.mode, tuple(case["size"]))
+    got = np.asarray(decoded)
+    if case["max_abs_diff"] == 0:
+        np.testing.assert_array_equal(got, expected)
+    else:  # a float decoder: exact on this machine, within the tolerance on another
+        assert np.abs(got.astype(int) - expected).max() <= case["max_abs_diff"]
