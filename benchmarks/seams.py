@@ -44,8 +44,9 @@ def main() -> None:
     p.add_argument("--quality", type=int, default=50)
     p.add_argument("--out", default="benchmarks/results/seams.json")
     args = p.parse_args()
-    from nic import codec, tiling
+    from nic import codec
     from nic.io import picture_from_array
+    from nic.models import tiling
 
     w, h = map(int, args.size.split("x"))
     rgb = test_image(w, h)

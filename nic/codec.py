@@ -9,14 +9,14 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import torch
 from PIL import Image
 
-from nic import container, tiling
+from nic import container
 from nic.container import ALPHA_SECTION, LATENT_SECTION, Header
 from nic.errors import FormatError, NicError
 from nic.io import Picture
 from nic.models import registry
+from nic.models.base import Analysis
 from nic.models.rate import QUALITY_MAX, QUALITY_MIN
 from nic.models.registry import LoadedModel
 
@@ -59,19 +59,13 @@ def check_quality(quality: int) -> int:
     return int(quality)
 
 
-def _analyse(lm: LoadedModel, picture: Picture) -> np.ndarray | torch.Tensor:
-    """The quality-independent half of encoding: the latent (or, for a model that codes
-    pixels through another codec, the padded image), computed once per picture."""
-    m = lm.model
-    padded = pad(picture.rgb, m.downsampling)
-    return padded if hasattr(m, "compress_image") else tiling.analyse(m.g_a, padded, m.latent_stride)
+def _analyse(lm: LoadedModel, picture: Picture) -> Analysis:
+    """The quality-independent half of encoding, done once per picture."""
+    return lm.model.analyse(pad(picture.rgb, lm.model.downsampling))
 
 
-def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: np.ndarray | torch.Tensor) -> bytes:
-    m = lm.model
-    streams = m.compress_image(analysed, quality) if hasattr(m, "compress_image") else \
-        m.compress_latent(analysed, quality)
-    sections = [(LATENT_SECTION, s) for s in streams]
+def _pack(lm: LoadedModel, picture: Picture, quality: int, analysis: Analysis) -> bytes:
+    sections = [(LATENT_SECTION, s) for s in lm.model.code(analysis, quality)]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
@@ -95,13 +89,13 @@ def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None
     if not bpp > 0:
         raise NicError(f"target bpp must be positive, got {bpp}")
     lm = resolve_model(model)
-    analysed = _analyse(lm, picture)
+    analysis = _analyse(lm, picture)
     budget = bpp * picture.width * picture.height / 8
     lo, hi = QUALITY_MIN, QUALITY_MAX
-    best = _pack(lm, picture, lo, analysed)
+    best = _pack(lm, picture, lo, analysis)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        data = _pack(lm, picture, mid, analysed)
+        data = _pack(lm, picture, mid, analysis)
         if len(data) <= budget:
             lo, best = mid, data
         else:
@@ -126,13 +120,8 @@ def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
     has_alpha = header.channels in (2, 4)
     if len(alphas) != has_alpha:
         raise FormatError("alpha section does not match the channel count")
-    m = lm.model.downsampling
-    hp, wp = -(-header.height // m) * m, -(-header.width // m) * m
-    if hasattr(lm.model, "decompress_image"):
-        rgb = lm.model.decompress_image(latents, hp, wp, header.quality)
-    else:
-        y_hat = lm.model.decompress_latent(latents, hp, wp, header.quality)
-        rgb = tiling.synthesise(lm.model.synthesise, y_hat, lm.model.latent_stride)
+    d = lm.model.downsampling
+    rgb = lm.model.decompress(latents, -(-header.height // d) * d, -(-header.width // d) * d, header.quality)
     rgb = rgb[:header.height, :header.width]
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import nic
-from nic import container
+from nic import codec, container
 from nic.eval.metrics import psnr
 from nic.models import registry
+from nic.models.base import CompressionModel
 
 SHIPPED = ["hyperprior", "factorized", "conv-ae", "comcnn"]
+SMALL = {"hyperprior": dict(N=16, M=16), "factorized": dict(N=16, M=8), "conv-ae": dict(width=8, latent=4),
+         "comcnn": dict(width=8, rec_layers=4)}  # fresh models of each architecture, kept quick
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -35,3 +39,22 @@ def test_comcnn_payload_is_a_real_jpeg(photo2):
     header, sections = container.unpack(nic.compress(photo2, quality=50, model="comcnn"))
     (jpeg,) = [s for kind, s in sections if kind == container.LATENT_SECTION]
     assert jpeg[:3] == b"\xff\xd8\xff" and jpeg[-2:] == b"\xff\xd9"
+
+
+@pytest.mark.parametrize("architecture", sorted(registry.ARCHITECTURES))
+def test_every_architecture_implements_the_model_contract(architecture, photo2):
+    """What the codec and the training loop rely on, and nothing else, from a fresh model."""
+    model = registry.build(architecture, **SMALL.get(architecture, {}))
+    assert isinstance(model, CompressionModel) and model.coding == {}
+    x = torch.from_numpy(photo2[:64, :64]).permute(2, 0, 1)[None].float().div(255).repeat(2, 1, 1, 1)
+    t = torch.tensor([0.0, model.levels - 1.0])
+    out = model(x, t)
+    assert out["x_hat"].shape == x.shape and out["bits"].shape == (2,) and (out["bits"] > 0).all()
+    lmbda = model.lmbda(t)
+    assert lmbda.shape == (2,) and lmbda[0] <= lmbda[1]
+    model.eval()
+    model.load_coding(model.export_coding())
+    image = codec.pad(photo2, model.downsampling)
+    streams = model.compress(image, 50)
+    assert streams and all(isinstance(s, bytes) for s in streams)
+    assert model.decompress(streams, *image.shape[:2], 50).shape == image.shape

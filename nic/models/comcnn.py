@@ -30,6 +30,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from nic.errors import FormatError
+from nic.models import tiling
+from nic.models.base import Analysis, CompressionModel
 from nic.models.rate import QUALITY_MAX, QUALITY_MIN, GainTable
 
 REC_MARGIN = 24  # pixels of context for RecCNN tiles: 20 3x3 layers see +-20
@@ -50,14 +52,13 @@ def jpeg_round_trip(compact: torch.Tensor, quality: int) -> tuple[torch.Tensor, 
     return torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div(255).to(compact.device), data
 
 
-class ComRecCNN(nn.Module):
+class ComRecCNN(CompressionModel):
     downsampling = 2
 
     def __init__(self, width: int = 64, rec_layers: int = 20, levels: int = 8,
                  lmbda_min: float = 1.0, lmbda_max: float = 1.0):
-        super().__init__()
-        self.config = dict(width=width, rec_layers=rec_layers, levels=levels,
-                           lmbda_min=lmbda_min, lmbda_max=lmbda_max)
+        super().__init__(dict(width=width, rec_layers=rec_layers, levels=levels,
+                              lmbda_min=lmbda_min, lmbda_max=lmbda_max))
         self.com = nn.Sequential(
             *conv_relu(3, width), *conv_relu(width, width, stride=2), nn.Conv2d(width, 3, 3, padding=1),
         )
@@ -103,19 +104,24 @@ class ComRecCNN(nn.Module):
     # ---- coding: the payload is the JPEG file of the compact image ----
 
     def export_coding(self) -> dict[str, torch.Tensor]:
+        """Nothing beyond the parameters: JPEG brings its own entropy coder."""
         return {}
 
     def load_coding(self, tensors: dict[str, torch.Tensor]) -> None:
         self.coding = {}
 
     @torch.inference_mode()
-    def compress_image(self, rgb: np.ndarray, quality: int) -> list[bytes]:
-        """A padded (H, W, 3) uint8 image -> [JPEG bytes of its compact image]."""
-        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div(255)
-        return [jpeg_round_trip(self.compact(x)[0], quality)[1]]
+    def analyse(self, image: np.ndarray) -> Analysis:
+        """ComCNN's compact image (3, H/2, W/2) of a padded (H, W, 3) uint8 image."""
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
+        return Analysis(image, self.compact(x)[0])
+
+    def code(self, analysis: Analysis, quality: int) -> list[bytes]:
+        """[JPEG bytes of the compact image at this quality]."""
+        return [jpeg_round_trip(analysis.latent, quality)[1]]
 
     @torch.inference_mode()
-    def decompress_image(self, streams: list[bytes], height: int, width: int, quality: int) -> np.ndarray:
+    def decompress(self, streams: list[bytes], height: int, width: int, quality: int) -> np.ndarray:
         """[JPEG bytes] -> the padded (H, W, 3) uint8 image, RecCNN run tile by tile."""
         if len(streams) != 1:
             raise FormatError(f"comcnn model expects 1 JPEG section, found {len(streams)}")
@@ -130,13 +136,8 @@ class ComRecCNN(nn.Module):
             raise FormatError(f"JPEG section is corrupt ({e})") from None
         c = torch.from_numpy(compact).permute(2, 0, 1)[None].float().div(255)
         up = F.interpolate(c, scale_factor=2, mode="bicubic", align_corners=False)
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        for y0 in range(0, height, REC_TILE):
-            for x0 in range(0, width, REC_TILE):
-                y1, x1 = min(height, y0 + REC_TILE), min(width, x0 + REC_TILE)
-                iy0, ix0 = max(0, y0 - REC_MARGIN), max(0, x0 - REC_MARGIN)
-                iy1, ix1 = min(height, y1 + REC_MARGIN), min(width, x1 + REC_MARGIN)
-                patch = up[:, :, iy0:iy1, ix0:ix1]
-                rec = (patch + self.rec(patch))[0, :, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
-                out[y0:y1, x0:x1] = rec.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        return out
+        return tiling.run_tiled(self._restore, up, REC_TILE, REC_MARGIN, 1)
+
+    def _restore(self, up: torch.Tensor) -> torch.Tensor:
+        """RecCNN on (a tile of) the upsampled image -> uint8 pixels."""
+        return (up + self.rec(up)).clamp(0, 1).mul(255).round().to(torch.uint8)

@@ -20,15 +20,14 @@ from nic.models.quantize import noisy
 from nic.models.rate import GainTable
 
 
-class ConvAutoencoder(FactorizedLatentCodec, nn.Module):
+class ConvAutoencoder(FactorizedLatentCodec):
     downsampling = 4
     latent_stride = 4
 
     def __init__(self, width: int = 64, latent: int = 16, levels: int = 8,
                  step_max: float = 2.0, step_min: float = 0.02, lmbda_min: float = 1.0, lmbda_max: float = 1.0):
-        super().__init__()
-        self.config = dict(width=width, latent=latent, levels=levels, step_max=step_max, step_min=step_min,
-                           lmbda_min=lmbda_min, lmbda_max=lmbda_max)
+        super().__init__(dict(width=width, latent=latent, levels=levels, step_max=step_max, step_min=step_min,
+                              lmbda_min=lmbda_min, lmbda_max=lmbda_max))
         half = width // 2
         self.g_a = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

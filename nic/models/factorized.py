@@ -7,24 +7,21 @@ the density's mass on [(k - 1/2)/gain, (k + 1/2)/gain], so one density serves ev
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from nic.entropy.factorized import FactorizedDensity
-from nic.models.integer import to_pixels
 from nic.models.latent_codec import FactorizedLatentCodec
 from nic.models.layers import analysis_transform, synthesis_transform
 from nic.models.quantize import noisy, ste_round
 from nic.models.rate import GainTable
 
 
-class FactorizedPrior(FactorizedLatentCodec, nn.Module):
+class FactorizedPrior(FactorizedLatentCodec):
     downsampling = 16
     latent_stride = 16
 
     def __init__(self, N: int = 64, M: int = 96, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12):
-        super().__init__()
-        self.config = dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max)
+        super().__init__(dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max))
         self.g_a = analysis_transform(N, M)
         self.g_s = synthesis_transform(N, M)
         self.y_density = FactorizedDensity(M)
@@ -38,7 +35,3 @@ class FactorizedPrior(FactorizedLatentCodec, nn.Module):
         p = self.y_density.bin_probability((y_tilde - 0.5) / gain, (y_tilde + 0.5) / gain)
         x_hat = self.g_s(ste_round(y_g) * inv_gain)
         return {"x_hat": x_hat, "bits": -torch.log2(p).sum((1, 2, 3))}
-
-    def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """Exact integer g_s: fixed-point ŷ (a tile of it) -> (1, 3, 16h, 16w) uint8 pixels."""
-        return to_pixels(self.coding["g_s"](y_hat))

@@ -17,7 +17,8 @@ from nic.entropy.factorized import FactorizedDensity
 from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, SCALE_TABLE, gaussian_bin_probability
 from nic.entropy.tables import TableSet, density_tables, gaussian_tables
 from nic.errors import FormatError
-from nic.models.integer import FRAC_BITS, coding_nets, export_nets, round_shift, to_pixels
+from nic.models.base import LatentModel
+from nic.models.integer import FRAC_BITS, coding_nets, export_nets, round_shift
 from nic.models.layers import analysis_transform, conv, deconv, synthesis_transform
 from nic.models.quantize import noisy, ste_round
 from nic.models.rate import GainTable
@@ -25,16 +26,14 @@ from nic.models.rate import GainTable
 MEAN_BITS = 8  # fixed-point fraction of the gained mean used to centre each symbol
 
 
-class MeanScaleHyperprior(nn.Module):
-    downsampling = 64  # input sides are padded to a multiple of this
+class MeanScaleHyperprior(LatentModel):
+    downsampling = 64  # the hyper-latent z's stride: input sides are padded to a multiple of this
     latent_stride = 16
-    integer_only = ("h_s.", "g_s.")  # exported as exact integer networks only
-    integer_nets = {"h_s": 0, "g_s": FRAC_BITS}  # name: fractional bits of its input
+    integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12):
-        super().__init__()
-        self.config = dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max)
+        super().__init__(dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max))
         self.g_a = analysis_transform(N, M)
         self.g_s = synthesis_transform(N, M)
         self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
@@ -116,14 +115,10 @@ class MeanScaleHyperprior(nn.Module):
         """[z stream, y stream] of a padded H x W image -> ŷ in fixed point, the input of g_s."""
         if len(streams) != 2:
             raise FormatError(f"hyperprior model expects 2 latent sections, found {len(streams)}")
-        z_shape = (1, self.config["N"], height // 64, width // 64)
+        z_shape = (1, self.config["N"], height // self.downsampling, width // self.downsampling)
         z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape)
         z_sym = torch.from_numpy(coder.decode(streams[0], z_index.numpy(), self.coding["z"])).view(z_shape)
         mu_g, index = self._y_parameters(z_sym, quality)
         y_sym = torch.from_numpy(coder.decode(streams[1], index.numpy(), self.coding["y"])).view(index.shape)
         inv_gain = self.coding["inv_gain_fp"][quality - 1][None, :, None, None]
         return round_shift(((y_sym << MEAN_BITS) + mu_g) * inv_gain, MEAN_BITS)
-
-    def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """Exact integer g_s: fixed-point ŷ (a tile of it) -> (1, 3, 16h, 16w) uint8 pixels."""
-        return to_pixels(self.coding["g_s"](y_hat))

@@ -1,6 +1,6 @@
 """Coding of a latent with one learned density per channel and no side information.
 
-Shared by the factorized-prior model and the plain conv autoencoder: each exposes `g_a`, an
+Shared by the factorized-prior model and the plain conv autoencoder: each has `g_a`, an
 integer-able `g_s`, `y_density` (of the ungained latent) and `gain` (per-quality gains).
 The tables are one per (quality, channel): symbol k has the density's mass on
 [(k - 1/2)/gain, (k + 1/2)/gain].
@@ -11,14 +11,16 @@ from __future__ import annotations
 import torch
 
 from nic.entropy import coder
+from nic.entropy.factorized import FactorizedDensity
 from nic.entropy.tables import TableSet, density_tables
 from nic.errors import FormatError
+from nic.models.base import LatentModel
 from nic.models.integer import FRAC_BITS, coding_nets, export_nets
 
 
-class FactorizedLatentCodec:
+class FactorizedLatentCodec(LatentModel):
     integer_nets = {"g_s": FRAC_BITS}
-    integer_only = ("g_s.",)  # exported as an exact integer network only
+    y_density: FactorizedDensity
 
     @torch.no_grad()
     def export_coding(self) -> dict[str, torch.Tensor]:

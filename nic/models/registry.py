@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from torch import nn
-
 from nic.errors import NicError
+from nic.models.base import CompressionModel
 from nic.models.comcnn import ComRecCNN
 from nic.models.conv_ae import ConvAutoencoder
 from nic.models.factorized import FactorizedPrior
@@ -25,7 +24,7 @@ from nic.models.weights import deserialize, weights_hash
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "hyperprior"
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {
+ARCHITECTURES: dict[str, type[CompressionModel]] = {
     "hyperprior": MeanScaleHyperprior,
     "factorized": FactorizedPrior,
     "conv-ae": ConvAutoencoder,
@@ -33,7 +32,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 }
 
 
-def build(architecture: str, **config) -> nn.Module:
+def build(architecture: str, **config) -> CompressionModel:
     """A fresh (untrained) model of the named architecture."""
     if architecture not in ARCHITECTURES:
         raise NicError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
@@ -59,7 +58,7 @@ class LoadedModel:
     """A model ready to code: the network with its integer coding state, and its identity."""
 
     name: str
-    model: nn.Module
+    model: CompressionModel
     weights_hash: bytes
     card: dict = field(default_factory=dict)
 
@@ -70,7 +69,7 @@ def from_bytes(name: str, data: bytes, card: dict | None = None) -> LoadedModel:
     model = build(config.pop("architecture"), **config)
     params = {k: v.float() for k, v in tensors.items() if not k.startswith("coding.")}
     missing, unexpected = model.load_state_dict(params, strict=False)
-    if unexpected or any(not k.startswith(getattr(model, "integer_only", ())) for k in missing):
+    if unexpected or any(not k.startswith(model.integer_only) for k in missing):
         raise NicError(f"model {name!r}: weights do not fit its architecture")
     model.eval()
     model.load_coding({k: v for k, v in tensors.items() if k.startswith("coding.")})

@@ -14,9 +14,9 @@ import struct
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
-from torch import nn
 
 from nic.errors import NicError
+from nic.models.base import CompressionModel
 
 FORMAT = "nic-weights-1"
 
@@ -26,11 +26,11 @@ def weights_hash(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:8]
 
 
-def serialize(model: nn.Module, config: dict) -> bytes:
-    """Weights + coding state of a trained model (which must have `export_coding`)."""
+def serialize(model: CompressionModel, config: dict) -> bytes:
+    """Weights + coding state of a trained model."""
     tensors = {}
     for k, v in model.state_dict().items():
-        if k.startswith(getattr(model, "integer_only", ())):
+        if k.startswith(model.integer_only):
             continue  # stored as its exact integer twin in the coding tensors
         is_kernel = k.endswith(".weight") and v.dim() == 4 and "gamma" not in k
         tensors[k] = (v.half() if is_kernel else v).contiguous()
