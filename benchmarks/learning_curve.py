@@ -1,10 +1,12 @@
 """BD-rate against JPEG as training goes on: what more training would buy.
 
 Exports every snapshot of a run (`run.snapshot_every`) and its final checkpoint as temporary
-models, measures them all with `nic eval` on Kodak (real files), and prints BD-rate against
-Pillow's JPEG by training step and hours. Writes JSON.
+models, measures them all with `nic eval` (real files) on Kodak or, with `--validation`, on the
+patches the run held out of training (`data.holdout`, listed in its validation.txt), and prints
+BD-rate against Pillow's JPEG by training step and hours. Writes JSON.
 
     python benchmarks/learning_curve.py runs/hyperprior-cpu
+    python benchmarks/learning_curve.py runs/hyperprior-cpu --validation --out benchmarks/results/curve-val.json
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     p.add_argument("run")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "kodak"))
     p.add_argument("--qualities", default="1,10,25,50,75,90,100")
+    p.add_argument("--validation", action="store_true", help="measure on the run's held-out patches instead")
     p.add_argument("--images", type=int, default=0, help="only the first N images (0: all)")
     p.add_argument("--results", default="results/learning-curve")
     p.add_argument("--out", default="benchmarks/results/learning_curve.json")
@@ -37,8 +40,12 @@ def main() -> None:
     points = sorted(run.glob("snapshots/*.pt")) + [run / "checkpoint.pt"]
     with tempfile.TemporaryDirectory() as models, tempfile.TemporaryDirectory() as subset:
         data = Path(args.data)
-        if args.images:  # a cheaper curve: link the first N images into a folder of their own
-            for f in sorted(data.glob("*.png"))[:args.images]:
+        files = sorted(data.glob("*.png"))
+        if args.validation:
+            files = [Path(line) for line in (run / "validation.txt").read_text().splitlines()]
+            args.data = f"{run / 'validation.txt'} ({len(files)} held-out images)"
+        if args.images or args.validation:  # link the images into a folder of their own
+            for f in files[:args.images or None]:
                 (Path(subset) / f.name).symlink_to(f.resolve())
             data = Path(subset)
         names = {}
