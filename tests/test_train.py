@@ -158,6 +158,14 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
         assert (same.state_dict()[key] - theirs).abs().max() < 1e-3 * theirs.abs().max()
         assert not torch.allclose(fresh[key], theirs)
 
+    # A run seeded from a shipped file: its card adds up both runs.
+    seeded = tiny_cfg("optim.steps=4", f"run.init='{tmp_path / 'models' / 'tiny-test.safetensors'}'")
+    train(seeded, tmp_path / "run2", progress=False)
+    card2 = export(tmp_path / "run2", "tiny-two", tmp_path / "models")
+    assert [r["steps"] for r in card2["history"]] == [10, 4]
+    assert card2["total"]["steps"] == 14 and card2["total"]["runs"] == 2
+    assert card2["total"]["wall_time_s"] == pytest.approx(sum(r["wall_time_s"] for r in card2["history"]))
+
 
 @pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),
                          ids=lambda p: p.name)

@@ -21,6 +21,18 @@ from nic.train.loop import CHECKPOINT, load_checkpoint
 CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 
 
+def _history(init: Path) -> list[dict]:
+    """The training runs behind a shipped weights file that a run started from (its model card's
+    history, or its one recorded run), so that a card adds up every run, not just the last."""
+    if init.suffix != ".safetensors" or not init.with_suffix(".json").is_file():
+        return []
+    card = json.loads(init.with_suffix(".json").read_text())
+    if "history" in card:
+        return card["history"]
+    run = dict(card.get("training", {}))
+    return [run | ({"note": card["note"]} if "note" in card else {})] if run else []
+
+
 def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force: bool = False,
            qualities: list[int] = CARD_QUALITIES, note: str = "") -> dict:
     """Export the run's latest checkpoint as model `name`, with RD points measured on `kodak`."""
@@ -33,17 +45,25 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     model.load_state_dict(state["model"])
     model.eval()
     data = serialize(model, cfg["model"])
+    this_run = {
+        "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
+        "steps": state["step"], "wall_time_s": round(state["elapsed"], 1),
+        "hardware": state["hardware"], "optimizer": cfg["optim"],
+        "precision": f"{cfg['run'].get('precision', 'fp32')}"
+                     f"{'+channels_last' if cfg['run'].get('channels_last') is True else ''}",
+        "init": cfg["run"]["init"], "held_out": cfg["data"].get("holdout", 0),
+    }
+    history = _history(Path(cfg["run"]["init"])) + [this_run]
     module_doc = inspect.getdoc(sys.modules[type(model).__module__]) or ""
     card = {
         "name": name,
         "architecture": cfg["model"]["architecture"],
         "description": module_doc.split("\n\n")[0].replace("\n", " "),
         "config": cfg["model"],
-        "training": {
-            "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
-            "steps": state["step"], "wall_time_s": round(state["elapsed"], 1),
-            "hardware": state["hardware"], "optimizer": cfg["optim"],
-        },
+        "training": this_run,
+        "history": history,
+        "total": {"runs": len(history), "steps": sum(r.get("steps", 0) for r in history),
+                  "wall_time_s": round(sum(r.get("wall_time_s", 0) for r in history), 1)},
         "exported": time.strftime("%Y-%m-%d"),
         **({"note": note} if note else {}),
         "sha256": hashlib.sha256(data).hexdigest(),
