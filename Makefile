@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The browser test (tests/test_serve_browser.py) drives Debian's chromium with its chromedriver.
+# Under CI (CI=true, as root) `make test` installs them first; elsewhere run `make browser` as
+# root once, or that test skips.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: $(STAMP) $(if $(filter true 1,$(CI)),browser)
 	$(BIN)/ruff check nic tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 

@@ -148,6 +148,12 @@ def _eval(args: argparse.Namespace) -> None:
           f"{outcome.measured} measured) in {outcome.seconds:.0f} s; see {out / 'report.html'}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from nic.serve.app import serve
+
+    serve(args.port, args.workers, args.queue)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nic", description="nic: a learned image codec")
     sub = p.add_subparsers(dest="command", required=True)
@@ -214,6 +220,12 @@ def parser() -> argparse.ArgumentParser:
                                       "(default: 'published' beside DATA, if there); 'none' for none")
     v.add_argument("--force", action="store_true", help="measure everything again, ignoring cached results")
     v.set_defaults(handler=_eval)
+
+    s = sub.add_parser("serve", help="a web page comparing nic with JPEG, WebP and AVIF at the same size")
+    s.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (8000; 0 picks a free one)")
+    s.add_argument("--workers", type=int, default=1, help="comparisons coded at once (1)")
+    s.add_argument("--queue", type=int, default=4, help="comparisons that may wait for a worker (4)")
+    s.set_defaults(handler=_serve)
     return p
 
 

@@ -125,31 +125,44 @@ def picture_from_array(a: np.ndarray) -> Picture:
     return Picture(np.ascontiguousarray(a[:, :, :colour]), alpha)
 
 
-def read_image(path: str | os.PathLike) -> Picture:
-    """Read an image file into a Picture, with one-line errors for anything unreadable."""
+def read_image(path: str | os.PathLike, limit: int | None = None) -> Picture:
+    """Read an image file into a Picture, with one-line errors for anything unreadable.
+
+    Images over `limit` pixels (default: max_pixels()) are refused before they are decoded.
+    """
     path = Path(path)
-    limit = max_pixels()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = limit
-            with Image.open(path) as img:
-                if img.width * img.height > limit:
-                    raise NicError(f"{path}: {img.width}x{img.height} is over the limit of {limit} pixels")
-                img.load()
-                return picture_from_pil(img)
-    except NicError:
-        raise
+        return _read(path, str(path), limit)
     except FileNotFoundError:
         raise NicError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise NicError(f"{path}: is a directory") from None
+
+
+def read_image_bytes(data: bytes, name: str, limit: int | None = None) -> Picture:
+    """Read an image held in memory (an upload, say); `name` is what error messages call it."""
+    return _read(io.BytesIO(data), name, limit)
+
+
+def _read(source: Path | io.BytesIO, name: str, limit: int | None) -> Picture:
+    limit = max_pixels() if limit is None else limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = limit
+            with Image.open(source) as img:
+                if img.width * img.height > limit:
+                    raise NicError(f"{name}: {img.width}x{img.height} is over the limit of {limit} pixels")
+                img.load()
+                return picture_from_pil(img)
+    except (NicError, FileNotFoundError, IsADirectoryError):
+        raise
     except UnidentifiedImageError:
-        raise NicError(f"{path}: not an image that Pillow can read") from None
+        raise NicError(f"{name}: not an image that Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise NicError(f"{path}: image is over the limit of {limit} pixels") from None
+        raise NicError(f"{name}: image is over the limit of {limit} pixels") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise NicError(f"{path}: cannot read image ({e})") from None
+        raise NicError(f"{name}: cannot read image ({e})") from None
 
 
 def encode_image(picture: Picture, fmt: str = "PNG") -> bytes:

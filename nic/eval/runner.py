@@ -167,7 +167,8 @@ CLASSIC_SOURCES = {"eval/classic.py", "eval/metrics.py", "eval/rd.py", "io.py"}
 
 def code_version(kind: str) -> str:
     """A hash of the nic source a record depends on: for classic codecs, the Pillow bridge and
-    the metrics; for learned models, all of it but training, the CLI, the Pillow plugin and the reporting side.
+    the metrics; for learned models, all of it but training, the CLI, the Pillow plugin, `nic serve`
+    and the reporting side.
 
     While the code is in flux, a change to the codec, the models, entropy coding or the metrics
     must redo cached results just as new weights do.
@@ -175,7 +176,8 @@ def code_version(kind: str) -> str:
     root = Path(__file__).resolve().parent.parent
     skip = {"eval/runner.py", "eval/report.py", "eval/bdrate.py", "eval/published.py", "cli.py", "pillow.py"}
     files = sorted(p for p in root.rglob("*.py")
-                   if p.relative_to(root).as_posix() not in skip and p.relative_to(root).parts[0] != "train"
+                   if p.relative_to(root).as_posix() not in skip
+                   and p.relative_to(root).parts[0] not in ("train", "serve")
                    and (kind == "learned" or p.relative_to(root).as_posix() in CLASSIC_SOURCES))
     digest = hashlib.sha256()
     for f in files:

@@ -1,0 +1,246 @@
+"""`nic serve`: the compare page and its small JSON API (Starlette, served by uvicorn on 127.0.0.1).
+
+    GET  /                          the page (static HTML/JS/CSS shipped with the package)
+    GET  /api/info                  samples, models, limits
+    POST /api/compare?quality=Q     body: the image file's bytes (or empty with &sample=NAME);
+         /api/compare?bpp=B         also &model=NAME. Answers {"job": ID} at once, or {"error": ...}
+    GET  /api/jobs/ID               progress, then the numbers
+    GET  /api/jobs/ID/KEY.EXT       a result: original.png, nic.nic, nic.png, jpeg.jpg, jpeg.png, ...
+
+The image is uploaded as the raw request body, read under a byte limit as it streams in, and
+checked for its pixel count before it is decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import re
+import socket
+from pathlib import Path
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from nic.codec import DEFAULT_QUALITY, check_quality
+from nic.errors import NicError
+from nic.io import Picture, encode_image, read_image, read_image_bytes
+from nic.models import registry
+from nic.serve.compare import FILE_TYPES, compare
+from nic.serve.jobs import Busy, Job, Jobs
+
+HERE = Path(__file__).resolve().parent
+STATIC, SAMPLES = HERE / "static", HERE / "samples"
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_PIXELS = 2048 * 2048  # coding takes seconds per megapixel on a CPU: bigger uploads are refused
+Rate = tuple[int | None, float | None]  # (quality, bpp): exactly one is given
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _quick_png(picture: Picture) -> bytes:
+    """A PNG for the page to show: the same pixels, a quarter of the default level's time."""
+    buf = io.BytesIO()
+    picture.to_pil().save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def samples() -> list[str]:
+    return sorted(p.name for p in SAMPLES.glob("*.png"))
+
+
+def _stem(name: str) -> str:
+    """A safe file-name stem for downloads, from whatever the browser said the file was called."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or "image"
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_big = BadRequest(f"the upload is over the limit of {limit // (1024 * 1024)} MB", 413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _rate(params) -> Rate:
+    quality, bpp = params.get("quality"), params.get("bpp")
+    if (quality is None) == (bpp is None):
+        raise BadRequest("give either quality (1-100) or bpp (a target size in bits per pixel)")
+    try:
+        if quality is not None:
+            return check_quality(int(quality)), None
+        value = float(bpp)
+    except ValueError:
+        raise BadRequest(f"not a number: {quality if quality is not None else bpp!r}") from None
+    except NicError as e:
+        raise BadRequest(str(e)) from None
+    if not 0 < value <= 24:
+        raise BadRequest(f"bpp must be above 0 and at most 24, got {bpp}")
+    return None, value
+
+
+def _model(params) -> str:
+    name = params.get("model") or registry.DEFAULT_MODEL
+    if name not in registry.available():
+        raise BadRequest(f"unknown model {name!r}")
+    return name
+
+
+class Comparisons:
+    """The coding side of the page: jobs for uploads and samples; a sample's comparison at given
+    settings is made once and shared (its inputs never change)."""
+
+    def __init__(self, workers: int, queue: int):
+        self.jobs = Jobs(workers, queue)
+        self._samples: dict[tuple, str] = {}
+
+    def upload(self, name: str, picture: Picture, rate: Rate, model: str) -> Job:
+        # every codec is scored on the same colour (or grey) planes; alpha is left out, as in `nic eval`
+        colours = Picture(picture.pixels)
+        return self.jobs.submit(lambda progress: (name, picture.alpha is not None,
+                                                  compare(colours, *rate, model, progress=progress)))
+
+    def sample(self, sample: str, rate: Rate, model: str) -> Job:
+        key = (sample, *rate, model)
+        self._samples = {k: v for k, v in self._samples.items() if self.jobs.get(v)}  # drop forgotten jobs
+        job = self.jobs.get(self._samples.get(key, ""))
+        if job is None or job.state == "error":
+            def work(progress):
+                return sample, False, compare(Picture(read_image(SAMPLES / sample).pixels), *rate, model,
+                                              progress=progress)
+            job = self.jobs.submit(work)
+            self._samples[key] = job.id
+        return job
+
+
+def create_app(workers: int = 1, queue: int = 4, max_pixels: int = MAX_PIXELS,
+               max_upload: int = MAX_UPLOAD_BYTES) -> Starlette:
+    comparisons = Comparisons(workers, queue)
+    jobs = comparisons.jobs
+    reading = asyncio.Semaphore(2)  # decoding uploads is bounded too, apart from the coding jobs
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({"samples": samples(), "models": sorted(registry.available()),
+                             "default_model": registry.DEFAULT_MODEL, "default_quality": DEFAULT_QUALITY,
+                             "max_upload_bytes": max_upload, "max_pixels": max_pixels,
+                             "workers": workers, "queue": queue})
+
+    async def start(request: Request) -> Response:
+        try:
+            rate = _rate(request.query_params)
+            model = _model(request.query_params)
+            body = await _read_body(request, max_upload)
+            sample = request.query_params.get("sample")
+            if sample is not None:
+                if sample not in samples():
+                    raise BadRequest(f"no sample called {sample!r}")
+                job = comparisons.sample(sample, rate, model)
+            elif not body:
+                raise BadRequest("no image: drop or pick a file, or take a sample")
+            else:
+                name = unquote(request.headers.get("x-filename", "")) or "upload"
+                async with reading:
+                    picture = await run_in_threadpool(read_image_bytes, body, name, max_pixels)
+                job = comparisons.upload(name, picture, rate, model)
+        except BadRequest as e:
+            return JSONResponse({"error": str(e)}, e.status)
+        except NicError as e:
+            return JSONResponse({"error": str(e)}, 400)
+        except Busy as e:
+            return JSONResponse({"error": str(e)}, 503)
+        return JSONResponse({"job": job.id}, 202)
+
+    async def status(request: Request) -> Response:
+        job = jobs.get(request.path_params["job"])
+        if job is None:
+            return JSONResponse({"error": "no such comparison (the server keeps the last few)"}, 404)
+        out = job.status()
+        if job.state == "done":
+            name, had_alpha, comparison = job.result
+            out["result"] = comparison.summary() | {"name": name, "alpha_dropped": had_alpha}
+        return JSONResponse(out)
+
+    async def file(request: Request) -> Response:
+        job = jobs.get(request.path_params["job"])
+        key, _, ext = request.path_params["name"].partition(".")
+        if job is None or job.state != "done":
+            return JSONResponse({"error": "no such comparison"}, 404)
+        name, _, comparison = job.result
+        download = bool(request.query_params.get("download"))
+        picture = comparison.picture(key)
+        if picture is None or ext not in ("png", FILE_TYPES.get(key, ("png",))[0]):
+            return JSONResponse({"error": "no such file"}, 404)
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if download:
+            filename = f"{_stem(name)}{'' if key == 'original' else '-' + key}.{ext}"
+            headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        if ext != "png":
+            data = next(c.data for c in comparison.coded if c.key == key)
+            return Response(data, media_type=FILE_TYPES[key][1], headers=headers)
+        # on the page, a quickly made PNG; downloaded, the PNG that `nic decompress` writes
+        png = await run_in_threadpool(encode_image if download else _quick_png, picture)
+        return Response(png, media_type="image/png", headers=headers)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    app = Starlette(routes=[
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/compare", start, methods=["POST"]),
+        Route("/api/jobs/{job}", status),
+        Route("/api/jobs/{job}/{name}", file),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ])
+    app.state.comparisons = comparisons
+    return app
+
+
+def bind(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1, or a one-line error (a busy port says so)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise NicError(f"port {port} on 127.0.0.1 is busy (another server is using it); "
+                           "choose another with --port") from None
+        raise NicError(f"cannot listen on 127.0.0.1:{port} ({e.strerror})") from None
+    return sock
+
+
+def serve(port: int = 8000, workers: int = 1, queue: int = 4) -> None:
+    """Serve the compare page until interrupted; prints the address once it is ready."""
+    import uvicorn
+
+    sock = bind(port)
+    registry.load(registry.DEFAULT_MODEL)  # load the default model now, not during the first request
+    app = create_app(workers, queue)
+    if samples():  # the page opens on the first sample: start coding it now
+        app.state.comparisons.sample(samples()[0], (DEFAULT_QUALITY, None), registry.DEFAULT_MODEL)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    print(f"nic serve: http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.state.comparisons.jobs.shutdown()
+        sock.close()
