@@ -70,10 +70,12 @@ def worker(codec: str, path: str, op: str, repeat: int, quality: int, threads: i
 
 
 def main() -> None:
+    from nic.quality import DEFAULT_QUALITY
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["768x512"])
     p.add_argument("--codecs", nargs="+", default=["nic"])
-    p.add_argument("--quality", type=int, default=75, help="nic quality")
+    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="nic quality")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--out", default="benchmarks/results/speed.json")

@@ -11,12 +11,13 @@ from PIL import Image
 from nic import codec, pillow
 from nic.errors import FormatError, NicError
 from nic.io import picture_from_array, picture_from_pil
+from nic.quality import DEFAULT_QUALITY
 
 __all__ = ["compress", "decompress", "NicError", "FormatError"]
 __version__ = "0.1.0"
 
 
-def compress(image: Image.Image | np.ndarray, quality: int = codec.DEFAULT_QUALITY,
+def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
              model: str | None = None, bpp: float | None = None) -> bytes:
     """Compress a PIL image or a numpy array ((H, W[, C]) uint8, or floats in [0, 1]).
 

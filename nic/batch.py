@@ -31,32 +31,13 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _compress_one(src: Path, dst: Path, quality: int, bpp: float | None, model: str | None, force: bool) -> None:
-    from nic import codec, io
-
-    picture = io.read_image(src)
-    data = codec.encode_to_size(picture, bpp, model) if bpp is not None else codec.encode(picture, quality, model)
-    io.atomic_write(dst, data, force)
-
-
-def _decompress_one(src: Path, dst: Path, force: bool) -> None:
-    from nic import codec, io
-
-    try:
-        data = src.read_bytes()
-    except OSError as e:
-        raise NicError(f"{src}: cannot read ({e.strerror})") from None
-    io.atomic_write(dst, io.encode_image(codec.decode(data)), force)
-
-
 def _job(kind: str, src: Path, dst: Path, options: dict) -> str | None:
     """Runs in a worker: None on success, else the one-line reason."""
+    from nic.files import compress_file, decompress_file
+
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "compress":
-            _compress_one(src, dst, **options)
-        else:
-            _decompress_one(src, dst, **options)
+        (compress_file if kind == "compress" else decompress_file)(src, dst, **options)
         return None
     except NicError as e:
         return str(e)
@@ -64,7 +45,7 @@ def _job(kind: str, src: Path, dst: Path, options: dict) -> str | None:
         return f"{src}: {type(e).__name__}: {e}"
 
 
-def plan(kind: str, src_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
+def pairs(kind: str, src_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
     """(input, output) pairs, mirroring the input folder's layout."""
     if not src_dir.is_dir():
         raise NicError(f"{src_dir}: not a folder")
@@ -77,14 +58,15 @@ def plan(kind: str, src_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
     return [(p, (out_dir / p.relative_to(src_dir)).with_suffix(suffix)) for p in sorted(files)]
 
 
-def run(kind: str, src_dir: Path, out_dir: Path, options: dict, jobs: int = 0, progress: bool = True) -> Summary:
-    """Code every file of `src_dir` into `out_dir`; returns what happened to each."""
-    pairs = plan(kind, src_dir, out_dir)
-    if not pairs:
+def code_folder(kind: str, src_dir: Path, out_dir: Path, options: dict, jobs: int = 0,
+                progress: bool = True) -> Summary:
+    """Compress or decompress every file of `src_dir` into `out_dir`; returns what happened to each."""
+    found = pairs(kind, src_dir, out_dir)
+    if not found:
         raise NicError(f"{src_dir}: no {'images' if kind == 'compress' else '.nic files'} found")
     summary = Summary()
     todo = []
-    for src, dst in pairs:
+    for src, dst in found:
         if dst.exists() and not options.get("force"):
             summary.skipped += 1
         else:

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from nic.errors import NicError
+from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
 
 
 def _batch(kind: str, args: argparse.Namespace, options: dict) -> None:
@@ -16,64 +17,46 @@ def _batch(kind: str, args: argparse.Namespace, options: dict) -> None:
 
     if not args.output:
         raise NicError(f"{kind}ing a folder needs -o OUTDIR")
-    summary = batch.run(kind, Path(args.input), Path(args.output), options, args.jobs, progress=True)
+    summary = batch.code_folder(kind, Path(args.input), Path(args.output), options, args.jobs, progress=True)
     print(f"{summary.done} {kind}ed, {summary.skipped} skipped (already done), {len(summary.failed)} failed")
     if summary.failed:
         raise NicError(f"{len(summary.failed)} file(s) failed: " + "; ".join(e for _, e in summary.failed[:3]))
 
 
 def _compress(args: argparse.Namespace) -> None:
-    from nic import codec, io
+    from nic.files import compress_file
 
     src = Path(args.input)
     if src.is_dir():
         return _batch("compress", args, dict(quality=args.quality, bpp=args.bpp, model=args.model, force=args.force))
     out = Path(args.output) if args.output else src.with_suffix(".nic")
-    io.check_writable(out, args.force)
-    picture = io.read_image(src)
-    if args.bpp is not None:
-        data = codec.encode_to_size(picture, args.bpp, args.model)
-    else:
-        data = codec.encode(picture, args.quality, args.model)
-    io.atomic_write(out, data, args.force)
-    bpp = len(data) * 8 / (picture.width * picture.height)
-    if args.bpp is not None and bpp > args.bpp:
-        print(f"nic: warning: {bpp:.3f} bpp at the lowest quality is above the {args.bpp} bpp asked for",
+    done = compress_file(src, out, args.quality, args.bpp, args.model, args.force)
+    if args.bpp is not None and done.bpp > args.bpp:
+        print(f"nic: warning: {done.bpp:.3f} bpp at the lowest quality is above the {args.bpp} bpp asked for",
               file=sys.stderr)
-    print(f"{out}: {len(data)} bytes, {bpp:.4f} bpp, {picture.width}x{picture.height}")
+    print(f"{out}: {done.size} bytes, {done.bpp:.4f} bpp, {done.width}x{done.height}")
 
 
 def _decompress(args: argparse.Namespace) -> None:
-    from nic import codec, io
+    from nic.files import decompress_file
 
     src = Path(args.input)
     if src.is_dir():
         return _batch("decompress", args, dict(force=args.force))
     out = Path(args.output) if args.output else src.with_suffix(".png")
-    io.check_writable(out, args.force)
-    try:
-        data = src.read_bytes()
-    except OSError as e:
-        raise NicError(f"{src}: cannot read ({e.strerror})") from None
-    picture = codec.decode(data)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(out.suffix.lower(), "PNG" if out.suffix.lower() in ("", ".png")
-                                                else out.suffix.lstrip(".").upper())
-    try:
-        encoded = io.encode_image(picture, fmt)
-    except (KeyError, ValueError, OSError) as e:
-        raise NicError(f"{out}: cannot write this format ({e})") from None
-    io.atomic_write(out, encoded, args.force)
+    picture = decompress_file(src, out, args.force)
     print(f"{out}: {picture.width}x{picture.height}")
 
 
 def _info(args: argparse.Namespace) -> None:
     from nic import container
+    from nic.io import max_pixels
 
     try:
         data = Path(args.input).read_bytes()
     except OSError as e:
         raise NicError(f"{args.input}: cannot read ({e.strerror})") from None
-    h, sections = container.unpack(data)
+    h, sections = container.unpack(data, max_pixels())
     pixels = h.width * h.height
     kinds = {container.LATENT_SECTION: "latent", container.ALPHA_SECTION: "alpha"}
     print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
@@ -82,7 +65,6 @@ def _info(args: argparse.Namespace) -> None:
     print(f"quality:     {h.quality}")
     print(f"image:       {h.width}x{h.height}, {h.channels} channel(s){' grey' if h.grey else ''}, "
           f"source {h.bit_depth}-bit, EXIF orientation {h.orientation} applied")
-    print(f"tiles:       {'none' if not h.tile else f'{h.tile}x{h.tile}'}")
     print("sections:    " + ", ".join(f"{kinds.get(k, k)} {n} B" for k, n in h.sections))
 
 
@@ -111,9 +93,9 @@ def _train(args: argparse.Namespace) -> None:
     overrides = list(args.set or [])
     for flag, key in (("steps", "optim.steps"), ("batch", "data.batch"), ("lr", "optim.lr"),
                       ("device", "run.device"), ("model", "model.architecture")):
-        if getattr(args, flag) is not None:
-            overrides.append(f"{key}={getattr(args, flag)!r}" if isinstance(getattr(args, flag), str)
-                             else f"{key}={getattr(args, flag)}")
+        value = vars(args)[flag]
+        if value is not None:
+            overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
     if args.data:
         overrides.append("data.sources=[" + ", ".join(repr(d) for d in args.data) + "]")
     # A resumed run keeps its own config; flags given with --resume change it (e.g. more steps).
@@ -162,7 +144,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="an image, or a folder (then -o names the output folder)")
     c.add_argument("-o", "--output")
     rate = c.add_mutually_exclusive_group()
-    rate.add_argument("-q", "--quality", type=int, default=75, help="1-100, higher is better (75)")
+    rate.add_argument("-q", "--quality", type=int, default=DEFAULT_QUALITY,
+                      help=f"{QUALITY_MIN}-{QUALITY_MAX}, higher is better ({DEFAULT_QUALITY})")
     rate.add_argument("--bpp", type=float, help="largest file at most this many bits per pixel")
     c.add_argument("--model", help="model name (see `nic models`)")
     c.add_argument("--force", action="store_true", help="overwrite an existing output")

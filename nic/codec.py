@@ -14,13 +14,12 @@ from PIL import Image
 from nic import container
 from nic.container import ALPHA_SECTION, LATENT_SECTION, Header
 from nic.errors import FormatError, NicError
-from nic.io import Picture
+from nic.io import Picture, max_pixels
 from nic.models import registry
 from nic.models.base import Analysis
-from nic.models.rate import QUALITY_MAX, QUALITY_MIN
 from nic.models.registry import LoadedModel
-
-DEFAULT_QUALITY = 75
+from nic.quality import DEFAULT_QUALITY, QUALITIES, check_quality
+from nic.sizing import largest_within
 
 
 def pad(rgb: np.ndarray, multiple: int) -> np.ndarray:
@@ -53,12 +52,6 @@ def resolve_model(model: str | LoadedModel | None) -> LoadedModel:
     return registry.load(model or registry.DEFAULT_MODEL)
 
 
-def check_quality(quality: int) -> int:
-    if not isinstance(quality, (int, np.integer)) or not QUALITY_MIN <= quality <= QUALITY_MAX:
-        raise NicError(f"quality must be an integer from {QUALITY_MIN} to {QUALITY_MAX}, got {quality!r}")
-    return int(quality)
-
-
 def _analyse(lm: LoadedModel, picture: Picture) -> Analysis:
     """The quality-independent half of encoding, done once per picture."""
     return lm.model.analyse(pad(picture.rgb, lm.model.downsampling))
@@ -81,26 +74,17 @@ def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | Loaded
 
 
 def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None = None) -> bytes:
-    """The highest quality whose file is at most `bpp` bits per pixel (bisection over 1-100).
+    """The highest quality whose file is at most `bpp` bits per pixel.
 
-    Rate grows with quality, so bisection needs at most 8 codings of one analysed latent. If
-    even quality 1 is larger than asked, that smallest file is returned (the caller says so).
+    Rate grows with quality, so bisection needs at most 8 codings of one analysis. If even
+    quality 1 is larger than asked, that smallest file is returned (the caller says so).
     """
     if not bpp > 0:
         raise NicError(f"target bpp must be positive, got {bpp}")
     lm = resolve_model(model)
     analysis = _analyse(lm, picture)
     budget = bpp * picture.width * picture.height / 8
-    lo, hi = QUALITY_MIN, QUALITY_MAX
-    best = _pack(lm, picture, lo, analysis)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        data = _pack(lm, picture, mid, analysis)
-        if len(data) <= budget:
-            lo, best = mid, data
-        else:
-            hi = mid - 1
-    return best
+    return largest_within(lambda q: _pack(lm, picture, q, analysis), QUALITIES, budget)[1]
 
 
 def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
@@ -108,7 +92,7 @@ def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
 
     The model is the one the header names, unless one is given (e.g. during training).
     """
-    header, sections = container.unpack(data)
+    header, sections = container.unpack(data, max_pixels())
     lm = model if model is not None else registry.load(header.model)
     if lm.name != header.model:
         raise FormatError(f"file was made with model {header.model!r}, not {lm.name!r}")

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from nic.errors import FormatError
-from nic.io import max_pixels
+from nic.quality import QUALITY_MAX, QUALITY_MIN
 
 MAGIC = b"\x89NIC"
 VERSION = 1
@@ -38,7 +38,7 @@ class Header:
     grey: bool = False
     bit_depth: int = 8
     orientation: int = 1
-    tile: int = 0  # side of the square tiles the image was coded in; 0 = one piece
+    tile: int = 0  # reserved: written as 0, not read (docs/FORMAT.md)
     sections: list[tuple[int, int]] = field(default_factory=list)  # (kind, length), filled by pack
 
 
@@ -59,8 +59,12 @@ def pack(header: Header, sections: list[tuple[int, bytes]]) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def unpack(data: bytes) -> tuple[Header, list[tuple[int, bytes]]]:
-    """Parse and check a .nic file; every problem is a FormatError with a one-line reason."""
+def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[tuple[int, bytes]]]:
+    """Parse and check a .nic file; every problem is a FormatError with a one-line reason.
+
+    Decoders pass `max_pixels` (`io.max_pixels()`), the largest image they will allocate;
+    without it, only reading the header, any positive size is accepted.
+    """
     if len(data) < len(MAGIC) or data[:4] != MAGIC:
         raise FormatError("not a .nic file (bad magic)")
     if len(data) < _FIXED.size + _COUNT.size + _CRC.size:
@@ -82,10 +86,10 @@ def unpack(data: bytes) -> tuple[Header, list[tuple[int, bytes]]]:
     pos += name_len
     (count,) = _COUNT.unpack_from(body, pos)
     pos += _COUNT.size
-    if not 1 <= quality <= 100:
-        raise FormatError(f"quality {quality} in header is outside 1..100")
-    if not (1 <= width and 1 <= height) or width * height > max_pixels():
-        raise FormatError(f"header claims {width}x{height} pixels (limit {max_pixels()}; set NIC_MAX_PIXELS)")
+    if not QUALITY_MIN <= quality <= QUALITY_MAX:
+        raise FormatError(f"quality {quality} in header is outside {QUALITY_MIN}..{QUALITY_MAX}")
+    if not (1 <= width and 1 <= height) or (max_pixels is not None and width * height > max_pixels):
+        raise FormatError(f"header claims {width}x{height} pixels (limit {max_pixels}; set NIC_MAX_PIXELS)")
     if channels not in (1, 2, 3, 4) or bit_depth not in (8, 16) or not 1 <= orientation <= 8:
         raise FormatError("header has impossible channels, bit depth or orientation")
     if count > MAX_SECTIONS or pos + count * _SECTION.size > len(body):

@@ -17,6 +17,8 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from nic import container
 from nic.errors import NicError
+from nic.io import max_pixels
+from nic.quality import DEFAULT_QUALITY
 
 FORMAT = "NIC"
 EXTENSION = ".nic"
@@ -43,7 +45,7 @@ class NicImageFile(ImageFile.ImageFile):
         assert self.fp is not None
         data = self.fp.read()
         try:
-            header, _ = container.unpack(data)
+            header, _ = container.unpack(data, max_pixels())
         except NicError as e:
             # Not SyntaxError: Image.open would swallow the reason into "cannot identify image file".
             raise UnidentifiedImageError(f"cannot identify image file {self.filename or ''!r}: {e}") from None
@@ -75,11 +77,11 @@ class NicDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """`im.save(f, "NIC", quality=75 | bpp=0.5, model=NAME)`: bad options are a ValueError."""
-    from nic import codec, compress
+    from nic import compress
 
     options = im.encoderinfo
     try:
-        data = compress(im, quality=options.get("quality", codec.DEFAULT_QUALITY),
+        data = compress(im, quality=options.get("quality", DEFAULT_QUALITY),
                         model=options.get("model"), bpp=options.get("bpp"))
     except NicError as e:
         raise ValueError(f"cannot write .nic: {e}") from None

@@ -15,13 +15,14 @@ from nic.errors import NicError
 from nic.eval import classic
 from nic.eval.metrics import psnr
 from nic.io import Picture, atomic_write, encode_image, read_image
+from nic.quality import DEFAULT_QUALITY
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("image", nargs="?", default="assets/kodim23.png")
     p.add_argument("--out", default="demo")
-    p.add_argument("-q", "--quality", type=int, default=codec.DEFAULT_QUALITY)
+    p.add_argument("-q", "--quality", type=int, default=DEFAULT_QUALITY)
     args = p.parse_args()
     src, out = Path(args.image), Path(args.out)
     out.mkdir(exist_ok=True)

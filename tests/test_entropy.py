@@ -22,8 +22,8 @@ def test_quantized_pmf_is_exact_and_keeps_every_symbol():
 
 
 @pytest.fixture(scope="module")
-def gaussian() -> coder.Models:
-    return coder.Models(gaussian_tables())
+def gaussian() -> coder.Categoricals:
+    return coder.Categoricals(gaussian_tables())
 
 
 def test_gaussian_round_trip_with_escapes(gaussian):
@@ -64,7 +64,7 @@ def test_density_tables_follow_the_density():
     torch.manual_seed(0)
     density = FactorizedDensity(2)
     tables = density_tables(density, torch.tensor([[1.0, 1.0], [4.0, 4.0]]))
-    assert len(tables) == 4
+    assert len(tables.lengths) == 4  # one table per (quality, channel)
     # A 4x finer quantizer spreads the same density over about 4x more symbols.
     assert tables.lengths[2] > 3 * tables.lengths[0]
     restored = TableSet.from_tensors(tables.to_tensors("t"), "t")

@@ -23,8 +23,10 @@ _CHUNK = 16  # escape value bits are coded 16 at a time
 _MAX_ESCAPE_BITS = 24  # no model produces a latent beyond 2**24; the encoder refuses one
 
 
-class Models:
-    """constriction models for a TableSet, built on first use from the integer counts."""
+class Categoricals:
+    """The constriction Categorical of each table of a TableSet, built on first use from its
+    integer counts (a factorized model holds one table per quality and channel; a file uses
+    one quality's)."""
 
     def __init__(self, tables: TableSet):
         self.tables = tables
@@ -50,19 +52,19 @@ def _escape_ops(values: np.ndarray) -> list[tuple[np.ndarray, object]]:
     return ops
 
 
-def encode(symbols: np.ndarray, index: np.ndarray, models: Models) -> bytes:
+def encode(symbols: np.ndarray, index: np.ndarray, dists: Categoricals) -> bytes:
     """Code integer `symbols`, symbol i under table `index[i]`; decode with the same index."""
     symbols = np.asarray(symbols, dtype=np.int64).ravel()
     index = np.asarray(index, dtype=np.int64).ravel()
     if symbols.size and np.abs(symbols).max() >= 1 << _MAX_ESCAPE_BITS:
         raise NicError("latent value out of the codable range (is the input image valid?)")
-    t = models.tables
+    t = dists.tables
     ops: list[tuple[np.ndarray, object]] = []  # in the order the decoder will read them
     for k in np.unique(index).tolist():
         v = symbols[index == k] - t.offsets[k]
         n = int(t.lengths[k]) - 1
         escaped = (v < 0) | (v >= n)
-        ops.append((np.where(escaped, n, v).astype(np.int32), models[k]))
+        ops.append((np.where(escaped, n, v).astype(np.int32), dists[k]))
         if escaped.any():
             e = v[escaped]
             ops += _escape_ops(np.where(e < 0, e, e - n))
@@ -76,19 +78,19 @@ def encode(symbols: np.ndarray, index: np.ndarray, models: Models) -> bytes:
     return coder.get_compressed().tobytes()
 
 
-def decode(data: bytes, index: np.ndarray, models: Models) -> np.ndarray:
+def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
     """Inverse of `encode`; a stream that does not decode exactly raises FormatError."""
     if len(data) % 4:
         raise FormatError("entropy-coded section has a length that is not a multiple of 4")
     index = np.asarray(index, dtype=np.int64).ravel()
-    t = models.tables
+    t = dists.tables
     out = np.empty(index.shape, dtype=np.int64)
     try:
         coder = AnsCoder(np.frombuffer(data, dtype=np.uint32).copy())
         for k in np.unique(index).tolist():
             pos = np.nonzero(index == k)[0]
             n = int(t.lengths[k]) - 1
-            v = coder.decode(models[k], len(pos)).astype(np.int64)
+            v = coder.decode(dists[k], len(pos)).astype(np.int64)
             for j in np.nonzero(v == n)[0].tolist():
                 sign = int(coder.decode(_SIGN, 1)[0])
                 nbits = int(coder.decode(_LENGTH, 1)[0])

@@ -32,9 +32,6 @@ class TableSet:
     lengths: np.ndarray  # int64 (K,)
     offsets: np.ndarray  # int64 (K,)
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
     def pmf(self, k: int) -> np.ndarray:
         """Table k as float64 probabilities (exact: counts / 2**PRECISION)."""
         s = self.starts[k]

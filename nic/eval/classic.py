@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from nic.errors import NicError
+from nic.sizing import largest_within
 
 
 @dataclass(frozen=True)
@@ -105,17 +106,7 @@ def decode(data: bytes) -> np.ndarray:
 
 
 def largest_under(name: str, rgb: np.ndarray, max_bytes: int) -> tuple[int, bytes] | None:
-    """The parameter (and file) giving the largest file within `max_bytes`, by bisection over the knob.
-
-    None when even the smallest setting is too large.
-    """
-    knob = get(name).knob
-    lo, hi, best = 0, len(knob) - 1, None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        data = encode(name, rgb, knob[mid])
-        if len(data) <= max_bytes:
-            best, lo = (knob[mid], data), mid + 1
-        else:
-            hi = mid - 1
-    return best
+    """The parameter (and file) giving the largest file within `max_bytes`; None when even the
+    smallest setting is too large."""
+    param, data = largest_within(lambda p: encode(name, rgb, p), get(name).knob, max_bytes)
+    return (param, data) if len(data) <= max_bytes else None

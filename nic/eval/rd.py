@@ -19,19 +19,19 @@ from nic.io import Picture, read_image
 from nic.models.registry import LoadedModel
 
 
-def measure(picture: Picture, coder: str | LoadedModel, param: int, metrics: Iterable[str]) -> dict:
+def measure(picture: Picture, model_or_codec: str | LoadedModel, param: int, metrics: Iterable[str]) -> dict:
     """Code one image with a learned model (param: quality) or a classic codec by name (param: its knob).
 
     Returns file bytes, bpp (bytes x 8 / pixels), compression ratio against raw 24-bit RGB, each
     metric on 8-bit RGB, and the encode and decode seconds.
     """
     start = time.perf_counter()
-    if isinstance(coder, LoadedModel):
-        data = codec.encode(picture, param, coder)
+    if isinstance(model_or_codec, LoadedModel):
+        data = codec.encode(picture, param, model_or_codec)
         encoded = time.perf_counter()
-        decoded = codec.decode(data, coder).rgb
+        decoded = codec.decode(data, model_or_codec).rgb
     else:
-        data = classic.encode(coder, picture.rgb, param)
+        data = classic.encode(model_or_codec, picture.rgb, param)
         encoded = time.perf_counter()
         decoded = classic.decode(data)
     done = time.perf_counter()

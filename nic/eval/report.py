@@ -21,13 +21,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import nic
-from nic.eval import classic
 from nic.eval.bdrate import bd_quality, bd_rate
-from nic.eval.metrics import psnr
-from nic.eval.runner import Coder, Outcome, Plan
-from nic.io import Picture, atomic_write, encode_image, read_image
+from nic.eval.crops import CROP, crops
+from nic.eval.runner import Outcome, Plan
+from nic.io import atomic_write
 
-CROP = 256
 QUALITIES = {"psnr": "PSNR (dB, RGB)", "msssim_db": "MS-SSIM (dB) = −10·log10(1 − MS-SSIM), RGB"}
 BD_HEADS = {"psnr": ("BD-rate (PSNR)", "BD-PSNR"), "msssim_db": ("BD-rate (MS-SSIM)", "BD-MS-SSIM")}
 CSV_FIELDS = ("image", "codec", "kind", "param", "width", "height", "bytes", "bpp", "ratio",
@@ -57,7 +55,7 @@ def averages(plan: Plan, records: list[dict]) -> list[dict]:
 def curves(plan: Plan, rows: list[dict]) -> dict[str, dict]:
     """Every RD curve, measured and published: (bpp, quality) per quality measure in QUALITIES."""
     out = {}
-    for c in plan.coders:
+    for c in plan.contenders:
         mine = [r for r in rows if r["codec"] == c.name]
         points = {q: ([r["bpp"] for r in mine], [r[q] for r in mine]) for q in QUALITIES if q in mine[0]}
         out[c.name] = {"label": c.label, "source": "measured", "kind": c.kind, "points": points}
@@ -86,8 +84,8 @@ def bd_tables(curves: dict[str, dict]) -> dict[str, dict]:
 
 def anchor(plan: Plan) -> str:
     """JPEG when measured (what papers compare against), else the first codec."""
-    names = [c.name for c in plan.coders]
-    return "jpeg" if "jpeg" in names else next((c.name for c in plan.coders if c.kind == "classic"), names[0])
+    names = [c.name for c in plan.contenders]
+    return "jpeg" if "jpeg" in names else next((c.name for c in plan.contenders if c.kind == "classic"), names[0])
 
 
 def plot(curves: dict[str, dict], quality: str, title: str, stem: Path) -> bytes:
@@ -123,58 +121,6 @@ def plot(curves: dict[str, dict], quality: str, title: str, stem: Path) -> bytes
         files[fmt] = buf.getvalue()
         atomic_write(stem.with_suffix(f".{fmt}"), files[fmt], force=True)
     return files["png"]
-
-
-def _centre(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    top, left = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
-    return rgb[top:top + CROP, left:left + CROP]
-
-
-def _at_size(coder: Coder, picture: Picture, budget: int) -> tuple[bytes, str] | None:
-    """The coder's largest file within `budget` bytes, and its setting; None if none fits."""
-    from nic import codec, container
-
-    if coder.kind == "learned":
-        data = codec.encode_to_size(picture, budget * 8 / (picture.width * picture.height), coder.name)
-        return (data, f"quality {container.unpack(data)[0].quality}") if len(data) <= budget else None
-    found = classic.largest_under(coder.name, picture.rgb, budget)
-    return None if found is None else (found[1], f"{classic.get(coder.name).param_name} {found[0]}")
-
-
-def crops(plan: Plan) -> list[dict]:
-    """Centre crops of one or two images from every codec at matched file size.
-
-    The size is that of the default learned model's file at its middle quality; every other
-    codec gets its setting with the largest file not above it. Without a learned model, none.
-    """
-    from nic import codec
-    from nic.models import registry
-
-    learned = [c for c in plan.coders if c.kind == "learned"]
-    if not learned:
-        return []
-    ref = next((c for c in learned if c.name == registry.DEFAULT_MODEL), learned[0])
-    quality = ref.params[len(ref.params) // 2]
-    sources = [plan.images[0]] + ([plan.images[len(plan.images) // 2]] if len(plan.images) > 1 else [])
-    shown = []
-    for src in sources:
-        pic = Picture(read_image(src.path).pixels)
-        ref_data = codec.encode(pic, quality, ref.name)
-        tiles = [{"label": "original", "png": encode_image(Picture(np.ascontiguousarray(_centre(pic.rgb))))}]
-        for c in plan.coders:
-            found = (ref_data, f"quality {quality}") if c is ref else _at_size(c, pic, len(ref_data))
-            if found is None:
-                tiles.append({"label": c.label, "setting": "no setting fits in the size"})
-                continue
-            data, setting = found
-            rgb = codec.decode(data).rgb if c.kind == "learned" else classic.decode(data)
-            tiles.append({"label": c.label, "setting": setting, "bytes": len(data),
-                          "bpp": len(data) * 8 / (pic.width * pic.height), "psnr": psnr(pic.rgb, rgb),
-                          "png": encode_image(Picture(np.ascontiguousarray(_centre(rgb))))})
-        shown.append({"image": src.path.name, "width": pic.width, "height": pic.height, "budget": len(ref_data),
-                      "reference": f"{ref.label} at quality {quality}", "tiles": tiles})
-    return shown
 
 
 def _finite(obj):
@@ -289,7 +235,7 @@ def write(out: Path, plan: Plan, outcome: Outcome) -> None:
     curve_set = curves(plan, rows)
     bd = bd_tables(curve_set)
     base = anchor(plan)
-    labels = {c.name: c.label for c in plan.coders}
+    labels = {c.name: c.label for c in plan.contenders}
     name = plan.data.resolve().name
     title = f"nic eval: {name}"
     sizes = sorted({f"{r['width']}x{r['height']}" for r in outcome.records})
@@ -298,7 +244,7 @@ def write(out: Path, plan: Plan, outcome: Outcome) -> None:
                f"{len(outcome.records)} results: {outcome.measured} measured, {outcome.reused} reused from the "
                f"cache, in {outcome.seconds:.0f} s on {os.cpu_count()} CPU(s)"]
     summary += [f"{c.label}: settings {', '.join(map(str, c.params))} "
-                f"({'weights ' + c.version[:16] if c.kind == 'learned' else c.version})" for c in plan.coders]
+                f"({'weights ' + c.version[:16] if c.kind == 'learned' else c.version})" for c in plan.contenders]
     if plan.published:
         summary.append("published curves (dashed) are Kodak results of other codecs as their authors or "
                        "CompressAI report them, not measured here")
@@ -323,7 +269,7 @@ def write(out: Path, plan: Plan, outcome: Outcome) -> None:
     result = {
         "data": str(plan.data), "images": [s.path.name for s in plan.images], "metrics": list(plan.metrics),
         "codecs": {c.name: {"label": c.label, "kind": c.kind, "params": list(c.params), "version": c.version}
-                   for c in plan.coders},
+                   for c in plan.contenders},
         "records": outcome.records, "averages": rows,
         "curves": {k: {**c, "points": {q: {"bpp": b, q: v} for q, (b, v) in c["points"].items()}}
                    for k, c in curve_set.items()},

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nic.codec import check_quality
 from nic.errors import NicError
 from nic.eval import classic, published
 from nic.eval.metrics import METRICS
 from nic.io import IMAGE_SUFFIXES, atomic_write
 from nic.models import registry
+from nic.quality import check_quality
 
 DEFAULT_QUALITIES = (1, 10, 20, 35, 50, 65, 80, 90, 100)
 DEFAULT_CODECS = ("jpeg", "webp", "jp2", "avif", "jxl", "heic")
@@ -34,7 +34,7 @@ RECORDS = "records.jsonl"
 
 
 @dataclass(frozen=True)
-class Coder:
+class Contender:
     """One curve to measure: a learned model over qualities, or a classic codec over its sweep."""
 
     name: str
@@ -59,7 +59,7 @@ class Plan:
 
     data: Path
     images: list[Source]
-    coders: list[Coder]
+    contenders: list[Contender]
     metrics: tuple[str, ...]
     published: dict[str, published.Curve] = field(default_factory=dict)
 
@@ -148,18 +148,18 @@ def plan(data: Path, models: str | None = None, codecs: str | None = None, metri
     for m in chosen:
         if m not in METRICS:
             raise NicError(f"unknown metric {m!r} (known: {', '.join(METRICS)})")
-    coders = []
+    contenders = []
     for name, qualities in parse_models(models).items():
         if name in classic.CODECS:
             raise NicError(f"model {name!r} has the name of a classic codec; rename the model")
         lm = registry.load(name)
-        coders.append(Coder(name, "learned", f"nic {name}", qualities, lm.weights_hash.hex()))
+        contenders.append(Contender(name, "learned", f"nic {name}", qualities, lm.weights_hash.hex()))
     for name in [] if codecs == "none" else dict.fromkeys(_items(codecs, "codecs")) if codecs else DEFAULT_CODECS:
         c = classic.get(name)
-        coders.append(Coder(name, "classic", c.label, c.params, classic.version(name)))
-    if not coders:
+        contenders.append(Contender(name, "classic", c.label, c.params, classic.version(name)))
+    if not contenders:
         raise NicError("nothing to evaluate: no models and no codecs")
-    return Plan(data, images, coders, tuple(chosen), _published(data, images, published_dir))
+    return Plan(data, images, contenders, tuple(chosen), _published(data, images, published_dir))
 
 
 CLASSIC_SOURCES = {"eval/classic.py", "eval/metrics.py", "eval/rd.py", "io.py"}
@@ -230,10 +230,10 @@ def _measure(path: Path, kind: str, name: str, params: tuple[int, ...], metrics:
 
     source = read_image(path)
     picture = Picture(source.pixels)  # alpha dropped: every codec is scored on the same RGB (or grey)
-    coder = registry.load(name) if kind == "learned" else name
+    model_or_codec = registry.load(name) if kind == "learned" else name
     with torch.inference_mode():
-        return [{"param": p, "width": picture.width, "height": picture.height, **measure(picture, coder, p, metrics)}
-                for p in params]
+        return [{"param": p, "width": picture.width, "height": picture.height,
+                 **measure(picture, model_or_codec, p, metrics)} for p in params]
 
 
 def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
@@ -246,31 +246,31 @@ def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
     cache = {} if force else _load_cache(log_path)
     code = {kind: code_version(kind) for kind in ("learned", "classic")}
     keys: list[str] = []
-    todo: dict[tuple[Source, Coder], list[int]] = {}
-    for coder in plan.coders:  # learned models first: the slowest tasks start first
+    todo: dict[tuple[Source, Contender], list[int]] = {}
+    for contender in plan.contenders:  # learned models first: the slowest tasks start first
         for src in plan.images:
-            for p in coder.params:
-                keys.append(_key(src.path.name, src.size, src.mtime_ns, coder.name, p, coder.version,
-                                 code[coder.kind]))
+            for p in contender.params:
+                keys.append(_key(src.path.name, src.size, src.mtime_ns, contender.name, p, contender.version,
+                                 code[contender.kind]))
                 if not all(m in cache.get(keys[-1], {}) for m in plan.metrics):
-                    todo.setdefault((src, coder), []).append(p)
+                    todo.setdefault((src, contender), []).append(p)
     measured = sum(map(len, todo.values()))
     with open(log_path, "w" if force else "a") as log, \
             tqdm(total=measured, unit="point", desc="nic eval", disable=None) as bar:
         pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker)
         try:
-            futures = {pool.submit(_measure, src.path, coder.kind, coder.name, tuple(params), plan.metrics):
-                       (src, coder) for (src, coder), params in todo.items()}
+            futures = {pool.submit(_measure, src.path, contender.kind, contender.name, tuple(params), plan.metrics):
+                       (src, contender) for (src, contender), params in todo.items()}
             for future in as_completed(futures):
-                src, coder = futures[future]
+                src, contender = futures[future]
                 for r in future.result():
-                    record = {"image": src.path.name, "codec": coder.name, "kind": coder.kind, **r,
-                              "file_size": src.size, "file_mtime_ns": src.mtime_ns, "version": coder.version,
-                              "code": code[coder.kind]}
+                    record = {"image": src.path.name, "codec": contender.name, "kind": contender.kind, **r,
+                              "file_size": src.size, "file_mtime_ns": src.mtime_ns, "version": contender.version,
+                              "code": code[contender.kind]}
                     cache[_record_key(record)] = record
                     log.write(json.dumps(record) + "\n")
                 log.flush()
-                bar.update(len(todo[src, coder]))
+                bar.update(len(todo[src, contender]))
         finally:
             pool.shutdown(cancel_futures=True)
     atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in cache.values()).encode(), force=True)

@@ -32,7 +32,8 @@ from torch.nn import functional as F
 from nic.errors import FormatError
 from nic.models import tiling
 from nic.models.base import Analysis, CompressionModel
-from nic.models.rate import QUALITY_MAX, QUALITY_MIN, GainTable
+from nic.models.rate import GainTable
+from nic.quality import QUALITY_MAX, QUALITY_MIN
 
 REC_MARGIN = 24  # pixels of context for RecCNN tiles: 20 3x3 layers see +-20
 REC_TILE = 512

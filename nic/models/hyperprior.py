@@ -84,8 +84,8 @@ class MeanScaleHyperprior(LatentModel):
     def load_coding(self, tensors: dict[str, torch.Tensor]) -> None:
         self.coding = {
             **coding_nets(self, self.integer_nets, tensors),
-            "z": coder.Models(TableSet.from_tensors(tensors, "coding.z")),
-            "y": coder.Models(TableSet.from_tensors(tensors, "coding.y")),
+            "z": coder.Categoricals(TableSet.from_tensors(tensors, "coding.z")),
+            "y": coder.Categoricals(TableSet.from_tensors(tensors, "coding.y")),
             **{k: tensors[f"coding.{k}"] for k in ("gain_fp", "log_gain_fp", "inv_gain_fp", "thresholds")},
         }
 

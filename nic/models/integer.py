@@ -104,7 +104,6 @@ class IntegerNet:
     def __init__(self, module: nn.Sequential, tensors: dict[str, torch.Tensor] | None = None,
                  input_frac: int = 0):
         self.input_frac = input_frac
-        self.sigmoid = False
         self.layers: list[dict] = []
         mods = list(module)
         frac = input_frac
@@ -139,8 +138,7 @@ class IntegerNet:
             elif isinstance(m, nn.Upsample) and m.mode == "nearest" and m.scale_factor in (2, 2.0, (2.0, 2.0)):
                 self.layers.append({"kind": "upsample"})
             elif isinstance(m, nn.Sigmoid) and i == len(mods) - 1:
-                # The output stays a logit; `sigmoid_pixels` turns it into pixels exactly.
-                self.sigmoid = True
+                pass  # the output stays a logit; `sigmoid_pixels` turns it into pixels exactly
             elif isinstance(m, GDN) and m.inverse:
                 if tensors is None:
                     gamma = m.gamma_sqrt.detach().double().square()

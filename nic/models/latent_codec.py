@@ -32,7 +32,7 @@ class FactorizedLatentCodec(LatentModel):
                 **export_nets(self, self.integer_nets)}
 
     def load_coding(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.coding = {"y": coder.Models(TableSet.from_tensors(tensors, "coding.y")),
+        self.coding = {"y": coder.Categoricals(TableSet.from_tensors(tensors, "coding.y")),
                        "gain": tensors["coding.gain"], "inv_gain_fp": tensors["coding.inv_gain_fp"],
                        **coding_nets(self, self.integer_nets, tensors)}
 

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-QUALITY_MIN, QUALITY_MAX = 1, 100
+from nic.quality import QUALITIES, QUALITY_MAX, QUALITY_MIN
 
 
 class GainTable(nn.Module):
@@ -75,7 +75,7 @@ class GainTable(nn.Module):
     @torch.no_grad()
     def quality_gains(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Gain and inverse gain (float64, one row per quality 1..100), for export."""
-        t = torch.tensor([self.position(q) for q in range(QUALITY_MIN, QUALITY_MAX + 1)], dtype=torch.float64)
+        t = torch.tensor([self.position(q) for q in QUALITIES], dtype=torch.float64)
         table = GainTable._interp
         return (table(self, self.log_gain.double(), t)[:, :, 0, 0],
                 table(self, self.log_inv_gain.double(), t)[:, :, 0, 0])

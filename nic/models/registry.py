@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,10 +60,9 @@ class LoadedModel:
     name: str
     model: CompressionModel
     weights_hash: bytes
-    card: dict = field(default_factory=dict)
 
 
-def from_bytes(name: str, data: bytes, card: dict | None = None) -> LoadedModel:
+def from_bytes(name: str, data: bytes) -> LoadedModel:
     tensors, config = deserialize(data, f"model {name!r}")
     config = dict(config)
     model = build(config.pop("architecture"), **config)
@@ -73,7 +72,7 @@ def from_bytes(name: str, data: bytes, card: dict | None = None) -> LoadedModel:
         raise NicError(f"model {name!r}: weights do not fit its architecture")
     model.eval()
     model.load_coding({k: v for k, v in tensors.items() if k.startswith("coding.")})
-    return LoadedModel(name, model, weights_hash(data), card or {})
+    return LoadedModel(name, model, weights_hash(data))
 
 
 @lru_cache(maxsize=8)
@@ -82,5 +81,4 @@ def load(name: str) -> LoadedModel:
     cards = available()
     if name not in cards:
         raise NicError(f"unknown model {name!r} (available: {', '.join(sorted(cards)) or 'none'})")
-    card = cards[name]
-    return from_bytes(name, Path(card["path"]).read_bytes(), card)
+    return from_bytes(name, Path(cards[name]["path"]).read_bytes())

@@ -73,7 +73,7 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
         images = sorted(kodak.glob("*.png"))
         if not images:
             raise NicError(f"{kodak}: no PNG images to measure the model card's RD points on")
-        lm = from_bytes(name, data, card)
+        lm = from_bytes(name, data)
         with torch.inference_mode():
             card["rd"] = {"data": kodak.name, "images": len(images), "metric": "RGB PSNR, bpp from file bytes",
                           "points": learned_points(lm, images, qualities)}

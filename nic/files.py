@@ -1,0 +1,61 @@
+"""One file in, one file out: what `nic compress` and `nic decompress` do to each file, whether
+given one or a folder of them.
+
+Every byte is computed before anything is written, and then written atomically; an existing
+output is refused unless forced, before any work is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nic import codec, io
+from nic.errors import NicError
+from nic.quality import DEFAULT_QUALITY
+
+_PILLOW_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", "": "PNG"}  # else the suffix, e.g. .png -> PNG
+
+
+@dataclass
+class Compressed:
+    """What compressing one file made."""
+
+    path: Path
+    size: int  # bytes written
+    width: int
+    height: int
+
+    @property
+    def bpp(self) -> float:
+        return self.size * 8 / (self.width * self.height)
+
+
+def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: float | None = None,
+                  model: str | None = None, force: bool = False) -> Compressed:
+    """An image file -> a .nic file, at `quality` or at the largest size within `bpp`."""
+    io.check_writable(dst, force)
+    picture = io.read_image(src)
+    if bpp is not None:
+        data = codec.encode_to_size(picture, bpp, model)
+    else:
+        data = codec.encode(picture, quality, model)
+    io.atomic_write(dst, data, force)
+    return Compressed(dst, len(data), picture.width, picture.height)
+
+
+def decompress_file(src: Path, dst: Path, force: bool = False) -> io.Picture:
+    """A .nic file -> an image file, in the format its suffix names (PNG for .png or none)."""
+    io.check_writable(dst, force)
+    try:
+        data = src.read_bytes()
+    except OSError as e:
+        raise NicError(f"{src}: cannot read ({e.strerror})") from None
+    picture = codec.decode(data)
+    suffix = dst.suffix.lower()
+    try:
+        encoded = io.encode_image(picture, _PILLOW_FORMATS.get(suffix, suffix.lstrip(".").upper()))
+    except (KeyError, ValueError, OSError) as e:
+        raise NicError(f"{dst}: cannot write this format ({e})") from None
+    io.atomic_write(dst, encoded, force)
+    return picture
