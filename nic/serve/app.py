@@ -28,10 +28,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from nic.codec import DEFAULT_QUALITY, check_quality
 from nic.errors import NicError
 from nic.io import Picture, encode_image, read_image, read_image_bytes
 from nic.models import registry
+from nic.quality import DEFAULT_QUALITY, check_quality
 from nic.serve.compare import FILE_TYPES, compare
 from nic.serve.jobs import Busy, Job, Jobs
 

@@ -19,6 +19,7 @@ from nic.container import unpack
 from nic.eval import classic
 from nic.eval.metrics import psnr, ssim_rgb
 from nic.io import Picture
+from nic.quality import DEFAULT_QUALITY
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, the step starting now)
 CLASSICS = ("jpeg", "webp", "avif")
@@ -96,7 +97,7 @@ def compare(picture: Picture, quality: int | None = None, bpp: float | None = No
     progress(0, total, "nic: encoding and decoding")
     with torch.inference_mode():
         data = codec.encode_to_size(picture, bpp, model) if bpp is not None else \
-            codec.encode(picture, codec.DEFAULT_QUALITY if quality is None else quality, model)
+            codec.encode(picture, DEFAULT_QUALITY if quality is None else quality, model)
         result = Comparison(picture, [_nic(data, source)])
         for done, name in enumerate(codecs, 1):
             label = classic.get(name).label
