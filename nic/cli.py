@@ -87,8 +87,9 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from nic.train.checkpoint import CHECKPOINT, load_checkpoint
     from nic.train.config import resolve
-    from nic.train.loop import CHECKPOINT, load_checkpoint, train
+    from nic.train.loop import train
 
     overrides = list(args.set or [])
     for flag, key in (("steps", "optim.steps"), ("batch", "data.batch"), ("lr", "optim.lr"),

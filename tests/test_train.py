@@ -22,10 +22,11 @@ from PIL import Image
 import nic
 from nic.errors import NicError
 from nic.models.registry import build
+from nic.train.checkpoint import init_from, load_checkpoint
 from nic.train.config import resolve
 from nic.train.data import holdout, load_cifar, load_sources
 from nic.train.export import export
-from nic.train.loop import _init_from, load_checkpoint, train
+from nic.train.loop import train
 from nic.train.precision import Precision, candidates, fastest, native_bf16
 from tests.conftest import DATA
 
@@ -146,13 +147,13 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     # A shipped weights file can seed another model (run.init): its float layers are copied.
     cfg = tiny_cfg("model.architecture='factorized'")
     model = build(**cfg["model"])
-    _init_from(model, tmp_path / "models" / "tiny-test.safetensors")
+    init_from(model, tmp_path / "models" / "tiny-test.safetensors")
     trained = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
     key = next(k for k in model.state_dict() if k.startswith("g_a.") and k.endswith(".weight"))
     assert torch.equal(model.state_dict()[key], trained[key].half().float())
     # ... and a shipped model can be trained further: its integer-only decoder comes back too.
     same, fresh = build(**tiny_cfg()["model"]), build(**tiny_cfg()["model"]).state_dict()
-    _init_from(same, tmp_path / "models" / "tiny-test.safetensors")
+    init_from(same, tmp_path / "models" / "tiny-test.safetensors")
     for key in ("g_s.0.weight", "h_s.0.weight"):
         theirs = trained[key]
         assert (same.state_dict()[key] - theirs).abs().max() < 1e-3 * theirs.abs().max()
@@ -231,7 +232,7 @@ def test_gain_tables_are_resampled_to_a_wider_lambda_range(tmp_path):
                tmp_path / "narrow.pt")
     ratio = (0.12 / 0.0015) ** (1 / 7)
     wide = build("hyperprior", N=8, M=8, levels=10, lmbda_min=0.0015, lmbda_max=0.0015 * ratio**9)
-    _init_from(wide, tmp_path / "narrow.pt")
+    init_from(wide, tmp_path / "narrow.pt")
     old, new = narrow.gain.log_gain, wide.gain.log_gain
     assert torch.allclose(new[:8], old, atol=1e-5)  # the shared levels keep their gains
     assert torch.allclose(new[8], 2 * old[7] - old[6], atol=1e-5)  # the new ones extrapolate

@@ -33,7 +33,8 @@ ARCHITECTURES: dict[str, type[CompressionModel]] = {
 
 
 def build(architecture: str, **config) -> CompressionModel:
-    """A fresh (untrained) model of the named architecture."""
+    """A fresh (untrained) model of the named architecture; `build(**config)` takes a model
+    config as runs and weights files save it (architecture and constructor arguments)."""
     if architecture not in ARCHITECTURES:
         raise NicError(f"unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
     return ARCHITECTURES[architecture](**config)
@@ -64,8 +65,7 @@ class LoadedModel:
 
 def from_bytes(name: str, data: bytes) -> LoadedModel:
     tensors, config = deserialize(data, f"model {name!r}")
-    config = dict(config)
-    model = build(config.pop("architecture"), **config)
+    model = build(**config)
     params = {k: v.float() for k, v in tensors.items() if not k.startswith("coding.")}
     missing, unexpected = model.load_state_dict(params, strict=False)
     if unexpected or any(not k.startswith(model.integer_only) for k in missing):

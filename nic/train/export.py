@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nic.errors import NicError
 from nic.eval.rd import learned_points
 from nic.io import atomic_write
-from nic.models.registry import build, from_bytes
+from nic.models.base import CompressionModel
+from nic.models.registry import from_bytes
 from nic.models.weights import serialize
-from nic.train.loop import CHECKPOINT, load_checkpoint
+from nic.train.checkpoint import load_checkpoint, trained_model
 
 CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 
@@ -38,12 +41,9 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     """Export the run's latest checkpoint as model `name`, with RD points measured on `kodak`."""
     if not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
         raise NicError(f"model name {name!r}: use letters, digits, '-' and '_'")
-    state = load_checkpoint(run / CHECKPOINT if run.is_dir() else run)
+    state = load_checkpoint(run)
     cfg = state["config"]
-    mcfg = dict(cfg["model"])
-    model = build(mcfg.pop("architecture"), **mcfg)
-    model.load_state_dict(state["model"])
-    model.eval()
+    model = trained_model(state).eval()
     data = serialize(model, cfg["model"])
     this_run = {
         "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
@@ -73,10 +73,8 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
         images = sorted(kodak.glob("*.png"))
         if not images:
             raise NicError(f"{kodak}: no PNG images to measure the model card's RD points on")
-        lm = from_bytes(name, data)
-        with torch.inference_mode():
-            card["rd"] = {"data": kodak.name, "images": len(images), "metric": "RGB PSNR, bpp from file bytes",
-                          "points": learned_points(lm, images, qualities)}
+        card["rd"] = {"data": kodak.name, "images": len(images), "metric": "RGB PSNR, bpp from file bytes",
+                      "points": _points(name, data, images, qualities)}
     out_dir.mkdir(parents=True, exist_ok=True)
     weights, card_path = out_dir / f"{name}.safetensors", out_dir / f"{name}.json"
     for p in (weights, card_path):
@@ -85,3 +83,20 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     atomic_write(weights, data, force=True)
     atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode(), force=True)
     return card
+
+
+def check_points(model: CompressionModel, cfg: dict[str, Any]) -> list[dict]:
+    """RD points from real bytes during training: the current weights exported as they are now,
+    coding a few held-out images (`run.eval_dir`, `run.eval_images`, `run.eval_qualities`)."""
+    rcfg = cfg["run"]
+    images = sorted(Path(rcfg["eval_dir"]).glob("*.png"))[: rcfg["eval_images"]]
+    if not images:
+        return []
+    snapshot = copy.deepcopy(model).cpu().float()  # leave the training model where it is
+    return _points("training-check", serialize(snapshot, cfg["model"]), images, rcfg["eval_qualities"])
+
+
+def _points(name: str, weights: bytes, images: list[Path], qualities: list[int]) -> list[dict]:
+    """Mean bpp and PSNR per quality of a weights file, through the codec's real code path."""
+    with torch.inference_mode():
+        return learned_points(from_bytes(name, weights), images, qualities)

@@ -1,0 +1,81 @@
+"""A training run on disk and what a run starts from: atomic checkpoints, the model a config
+describes, initial weights from another run or a shipped file (`run.init`), and the line
+naming the hardware that goes into checkpoints and model cards."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nic.errors import NicError
+from nic.models.base import CompressionModel
+from nic.models.registry import build, from_bytes
+
+CHECKPOINT = "checkpoint.pt"  # in the run folder; snapshots go to snapshots/step-NNNNNNN.pt
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temp file, then rename: a kill at any moment leaves the old one whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file, or the checkpoint of a run folder."""
+    path = path / CHECKPOINT if path.is_dir() else path
+    if not path.exists():
+        raise NicError(f"{path}: no checkpoint to resume from")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def trained_model(state: dict[str, Any]) -> CompressionModel:
+    """The model a checkpoint holds, built from the run's own config."""
+    model = build(**state["config"]["model"])
+    model.load_state_dict(state["model"])
+    return model
+
+
+def init_from(model: CompressionModel, path: Path) -> None:
+    """Start from another run's weights, or a shipped weights file, wherever names and shapes
+    match (e.g. the factorized model from a hyperprior's transforms and gains); the rest keeps
+    its fresh init. A shipped file's integer-only decoder networks come back as the float
+    values of their integer weights, so a shipped model can be trained further. Gain tables
+    learned for another lambda range are resampled to this model's levels."""
+    if path.suffix == ".safetensors":
+        if not path.exists():
+            raise NicError(f"{path}: no such weights file")
+        loaded = from_bytes(path.stem, path.read_bytes()).model
+        theirs, their_cfg = loaded.state_dict(), loaded.config
+    else:
+        state = load_checkpoint(path)
+        theirs, their_cfg = state["model"], state["config"]["model"]
+    ours = model.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    if not shared:
+        raise NicError(f"{path}: no weights match this architecture")
+    model.load_state_dict(shared, strict=False)
+    gain = model.gain
+    if "gain.log_gain" in theirs and "lmbda_min" in their_cfg and (
+            (their_cfg["levels"], their_cfg["lmbda_min"], their_cfg["lmbda_max"])
+            != (gain.levels, gain.lmbda_min, gain.lmbda_max)):
+        gain.load_resampled(theirs["gain.log_gain"], theirs["gain.log_inv_gain"],
+                            their_cfg["lmbda_min"], their_cfg["lmbda_max"])
+
+
+def hardware(device: torch.device) -> str:
+    """A one-line description of what trained the model, for the model card."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
