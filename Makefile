@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean browser
+.PHONY: test wheel-test demo lint bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ browser:
 test: $(STAMP) $(if $(filter true 1,$(CI)),browser)
 	$(BIN)/ruff check nic tests benchmarks scripts
 	$(BIN)/python -m pytest -q
+
+# The wheel (`pip wheel . --no-deps`), installed into a fresh virtualenv in a temporary folder
+# and used there. About a minute, so apart from `make test`; .ci/run runs both.
+wheel-test: $(STAMP)
+	$(BIN)/python -m pytest -q -rA -m wheel tests/test_wheel.py
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py assets/kodim23.png --out demo

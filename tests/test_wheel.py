@@ -1,0 +1,123 @@
+"""The wheel works outside the repository: build it, install it into a fresh virtualenv in a
+temporary folder, and use it there (CLI round trip, models, eval, the Pillow plugin, the page).
+
+Slow (a minute or two, mostly installing torch and the dependencies from pip's cache or the
+local index), so it is marked `wheel` and left out of `make test`; `make wheel-test` (which
+`.ci/run` calls) runs it. Run it by hand with `pytest -m wheel tests/test_wheel.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nic
+
+from .conftest import DATA
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.wheel
+
+
+def _run(*cmd: str | Path, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A temporary folder for a 1 GB virtualenv: in memory (/dev/shm) when there is room, since
+    writing and deleting torch's thousands of files on a slow disk takes longer than the rest."""
+    shm = Path("/dev/shm")
+    in_memory = shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 4 << 30
+    with tempfile.TemporaryDirectory(prefix="nic-wheel-", dir=shm if in_memory else None) as folder:
+        yield Path(folder)
+
+
+def test_wheel_installs_and_works_outside_the_repository(scratch):
+    assert not scratch.resolve().is_relative_to(ROOT)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    timings = {}
+
+    start = time.perf_counter()
+    # `pip wheel . --no-deps` in a clean copy of the checkout: a stale build/ folder here could
+    # add files that no longer exist to the wheel
+    source = scratch / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__",
+                                                                 "results", "runs", "demo"))
+    _run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", scratch / "dist", cwd=source, env=env)
+    timings["build"] = time.perf_counter() - start
+    (wheel,) = (scratch / "dist").glob("nic-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for model in ("hyperprior", "factorized", "conv-ae", "comcnn"):
+        assert {f"nic/weights/{model}.safetensors", f"nic/weights/{model}.json"} <= names
+    assert {"nic/serve/static/index.html", "nic/serve/static/app.js", "nic/serve/static/style.css",
+            "nic/serve/samples/kodim23.png", "nic/pillow.py"} <= names
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("nic/serve/samples/kodim23.png") == (ROOT / "assets/kodim23.png").read_bytes()
+        for weights in ("hyperprior", "factorized"):
+            shipped = (ROOT / "nic/weights" / f"{weights}.safetensors").read_bytes()
+            assert z.read(f"nic/weights/{weights}.safetensors") == shipped
+
+    start = time.perf_counter()
+    venv = scratch / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=scratch, env=env)
+    py, cli = venv / "bin/python", venv / "bin/nic"
+    # this environment's pip installs into the new one; --no-compile: Python compiles what it imports
+    # anyway, and byte-compiling all of torch ahead would triple the install's CPU time
+    pip = (sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-compile")
+    _run(*pip, "torch==2.13.0", cwd=scratch, env=env)  # the CPU build first, as `make` does
+    _run(*pip, wheel, cwd=scratch, env=env)
+    timings["install"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    work = scratch / "work"
+    (work / "photos").mkdir(parents=True)
+    shutil.copy(DATA / "kodim05-crop.png", work / "x.png")
+    shutil.copy(DATA / "kodim23-crop.png", work / "photos" / "a.png")
+    where = _run(py, "-c", "import nic; print(nic.__file__)", cwd=work, env=env).stdout.strip()
+    assert Path(where).resolve().is_relative_to(venv.resolve())  # the installed copy, not this checkout
+
+    _run(cli, "compress", "x.png", "-q", "60", cwd=work, env=env)
+    _run(cli, "decompress", "x.nic", "-o", "back.png", cwd=work, env=env)
+    data = (work / "x.nic").read_bytes()
+    assert data == nic.compress(Image.open(DATA / "kodim05-crop.png"), quality=60)  # same weights, same bytes
+    assert np.array_equal(np.asarray(Image.open(work / "back.png")), np.asarray(nic.decompress(data)))
+
+    models = _run(cli, "models", cwd=work, env=env).stdout
+    for model in ("hyperprior (default)", "factorized", "conv-ae", "comcnn"):
+        assert model in models
+    assert str(venv.resolve()) in models and str(ROOT) not in models
+
+    _run(cli, "eval", "photos", "--out", "results", "--models", "hyperprior:50", "--codecs", "jpeg",
+         "--metrics", "psnr", "--jobs", "1", "--published", "none", cwd=work, env=env)
+    assert (work / "results/report.html").is_file() and (work / "results/results.json").is_file()
+
+    _run(py, "-c", "import nic; from PIL import Image; Image.open('x.nic').save('x-pillow.png')", cwd=work, env=env)
+    assert np.array_equal(np.asarray(Image.open(work / "x-pillow.png")), np.asarray(Image.open(work / "back.png")))
+
+    server = subprocess.Popen([cli, "serve", "--port", "0"], cwd=work, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[2]
+        with urllib.request.urlopen(url, timeout=30) as page, \
+                urllib.request.urlopen(url + "static/app.js", timeout=30) as script:
+            assert b"nic" in page.read() and b"swipe" in script.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    timings["use"] = time.perf_counter() - start
+    print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB; " +
+          ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
