@@ -175,6 +175,8 @@ def test_a_busy_port_is_one_clear_line():
         port = taken.getsockname()[1]
         with pytest.raises(NicError, match=f"port {port} on 127.0.0.1 is busy"):
             bind(port)
+        with pytest.raises(NicError, match="--port must be from 0 to 65535"):
+            bind(70000)
         cli = run_nic("serve", "--port", str(port))
     assert cli.returncode == 1
     assert cli.stderr == f"nic: error: port {port} on 127.0.0.1 is busy (another server is using it); " \

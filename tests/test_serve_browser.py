@@ -135,12 +135,17 @@ def test_compare_page_in_chromium(tmp_path):
         if os.environ.get("NIC_SCREENSHOT"):
             shutil.copy(screenshot, os.environ["NIC_SCREENSHOT"])
 
-        # a bad upload: a clear message on the page, and the server goes on serving
+        # bad uploads: a clear message on the page, and the server goes on serving
         bad = tmp_path / "notes.png"
         bad.write_bytes(b"this is not a picture")
         driver.find_element(By.ID, "file").send_keys(str(bad))
         error = WebDriverWait(driver, 30).until(
             lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error"))
         assert error.text == "notes.png: not an image that Pillow can read"
+        huge = tmp_path / "huge.png"
+        huge.write_bytes(bytes(26 * 1024 * 1024))
+        driver.find_element(By.ID, "file").send_keys(str(huge))
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "error").text.startswith("huge.png"))
+        assert error.text == "huge.png: 26.0 MB is over the limit of 25 MB"
         assert _fetch(f"{server.url}api/jobs/{job}/nic.nic") == expected
         assert server.process.poll() is None

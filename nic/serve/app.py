@@ -214,6 +214,8 @@ def create_app(workers: int = 1, queue: int = 4, max_pixels: int = MAX_PIXELS,
 
 def bind(port: int) -> socket.socket:
     """A listening socket on 127.0.0.1, or a one-line error (a busy port says so)."""
+    if not 0 <= port <= 65535:
+        raise NicError(f"--port must be from 0 to 65535, got {port}")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 let source = null;       // {file} or {sample}: what "compare" codes again with new settings
 let current = null;      // the finished job: {id, result}
 let running = 0;         // the newest request; older ones are ignored when they answer
+let limits = {};         // from /api/info
 
 function showError(message) {
   $("error").textContent = message;
@@ -30,6 +31,11 @@ async function start(what) {
   source = what;
   const ticket = ++running;
   showError("");
+  if (what.file && what.file.size > limits.max_upload_bytes) {  // the server refuses it too
+    showError(`${what.file.name}: ${(what.file.size / 1048576).toFixed(1)} MB is over the limit of ` +
+              `${limits.max_upload_bytes / 1048576} MB`);
+    return;
+  }
   setProgress(0, 1, "uploading");
   const query = rateQuery();
   const init = {method: "POST", headers: {}};
@@ -132,14 +138,23 @@ function render(id, result, seconds) {
 
 function showImages() {
   if (!current) return;
-  let pending = 2;
-  for (const side of ["left", "right"]) {
-    const key = $(side).value;
+  const id = current.id;
+  const loads = ["left", "right"].map((side) => {
     const img = $(`img-${side}`);
-    img.onload = () => { if (--pending === 0) { layout(); $("results").dataset.shown = current.id; } };
-    img.src = `/api/jobs/${current.id}/${key}.png`;
+    const src = new URL(`/api/jobs/${id}/${$(side).value}.png`, location.href).href;
     $(`label-${side}`).textContent = $(side).selectedOptions[0].textContent;
-  }
+    if (img.src === src && img.complete) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      img.onload = resolve;
+      img.onerror = () => reject(new Error(`the ${side} image did not load`));
+      img.src = src;
+    });
+  });
+  Promise.all(loads).then(() => {
+    if (current.id !== id) return;
+    layout();
+    $("results").dataset.shown = id;
+  }, (e) => showError(e.message));
 }
 
 function layout() {
@@ -156,7 +171,7 @@ function layout() {
   const stage = $("stage");
   stage.style.width = `${width * scale}px`;
   stage.style.height = `${height * scale}px`;
-  stage.classList.toggle("zoomed", zoom !== "fit");
+  stage.classList.toggle("zoomed", scale > 1);  // enlarged pixels stay sharp squares
   swipe();
 }
 
@@ -174,6 +189,7 @@ function dragSwipe(event) {
 
 async function init() {
   const info = await (await fetch("/api/info")).json();
+  limits = info;
   $("sample").replaceChildren(...info.samples.map((s) => new Option(s, s)));
   $("model").replaceChildren(...info.models.map((m) => new Option(m, m)));
   $("model").value = info.default_model;
