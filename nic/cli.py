@@ -116,6 +116,8 @@ def _export(args: argparse.Namespace) -> None:
     card = export(Path(args.run), args.name, Path(args.out) if args.out else user_model_dir(), kodak, args.force,
                   note=args.note)
     print(f"exported {args.name}: {card['size_bytes']} bytes, sha256 {card['sha256'][:16]}")
+    if card.get("archived"):
+        print(f"  the weights it replaced are kept in {card['archived']} (files made with them still decode)")
     for p in card.get("rd", {}).get("points", []):
         print(f"  q{p['quality']}: {p['bpp']:.4f} bpp, {p['psnr']:.2f} dB")
 

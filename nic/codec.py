@@ -90,10 +90,11 @@ def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None
 def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
     """Decompress .nic bytes into a Picture, refusing files made with other weights.
 
-    The model is the one the header names, unless one is given (e.g. during training).
+    The model is the one the header names, with exactly the weights it hashes (current or
+    archived), unless one is given (e.g. during training).
     """
     header, sections = container.unpack(data, max_pixels())
-    lm = model if model is not None else registry.load(header.model)
+    lm = model if model is not None else registry.load(header.model, header.weights_hash)
     if lm.name != header.model:
         raise FormatError(f"file was made with model {header.model!r}, not {lm.name!r}")
     if lm.weights_hash != header.weights_hash:

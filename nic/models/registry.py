@@ -2,26 +2,31 @@
 
 A model is `NAME.safetensors` (see `weights.py`) with its model card `NAME.json`, found in
 the package's own `weights/` folder or in the user's model folder ($NIC_MODEL_DIR, default
-~/.local/share/nic/models), which is where `nic export` puts them.
+~/.local/share/nic/models), which is where `nic export` puts them; weights that were replaced
+live on in an archive (`store.py`), so that files made with them still decode.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from nic.errors import NicError
+from nic.errors import FormatError, NicError
+from nic.models import store
 from nic.models.base import CompressionModel
 from nic.models.comcnn import ComRecCNN
+from nic.models.config_check import build_checked, check_config
 from nic.models.conv_ae import ConvAutoencoder
 from nic.models.factorized import FactorizedPrior
 from nic.models.hyperprior import MeanScaleHyperprior
+from nic.models.store import WEIGHTS_DIR, user_model_dir
 from nic.models.weights import deserialize, weights_hash
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "ARCHITECTURES", "build", "user_model_dir", "available", "load"]
+
 DEFAULT_MODEL = "hyperprior"
 
 ARCHITECTURES: dict[str, type[CompressionModel]] = {
@@ -30,6 +35,7 @@ ARCHITECTURES: dict[str, type[CompressionModel]] = {
     "conv-ae": ConvAutoencoder,
     "comcnn": ComRecCNN,
 }
+_warned: set[str] = set()
 
 
 def build(architecture: str, **config) -> CompressionModel:
@@ -40,17 +46,32 @@ def build(architecture: str, **config) -> CompressionModel:
     return ARCHITECTURES[architecture](**config)
 
 
-def user_model_dir() -> Path:
-    return Path(os.environ.get("NIC_MODEL_DIR") or Path.home() / ".local/share/nic/models")
+def _read_card(weights: Path) -> dict:
+    card = weights.with_suffix(".json")
+    if not card.is_file():
+        return {}
+    card_data = json.loads(card.read_text())
+    if not isinstance(card_data, dict):
+        raise ValueError("not a JSON object")
+    return card_data
 
 
 def available() -> dict[str, dict]:
-    """Model cards of every model found, by name (shipped models win over user ones)."""
+    """Model cards of every model found, by name (shipped models win over user ones).
+
+    A user model whose card cannot be read is left out with a one-line warning naming the
+    file, so that one broken file does not break every command.
+    """
     cards: dict[str, dict] = {}
-    for d in (user_model_dir(), WEIGHTS_DIR):
+    for d in reversed(store.model_dirs()):
         for w in sorted(d.glob("*.safetensors")) if d.is_dir() else []:
-            card = w.with_suffix(".json")
-            cards[w.stem] = (json.loads(card.read_text()) if card.is_file() else {}) | {"path": str(w)}
+            try:
+                cards[w.stem] = _read_card(w) | {"path": str(w)}
+            except (OSError, ValueError, UnicodeDecodeError) as e:
+                if str(w) not in _warned:
+                    _warned.add(str(w))
+                    warnings.warn(f"skipping model {w.stem!r}: {w.with_suffix('.json')} is not a readable "
+                                  f"model card ({type(e).__name__})", stacklevel=2)
     return cards
 
 
@@ -63,22 +84,70 @@ class LoadedModel:
     weights_hash: bytes
 
 
-def from_bytes(name: str, data: bytes) -> LoadedModel:
-    tensors, config = deserialize(data, f"model {name!r}")
-    model = build(**config)
+def from_bytes(name: str, data: bytes, source: str | None = None) -> LoadedModel:
+    """Build model `name` from a weights file's bytes, its config checked before anything is
+    built; `source` (the file) is named in any error."""
+    what = source or f"model {name!r}"
+    tensors, config = deserialize(data, what)
+    config = check_config(config, ARCHITECTURES, what)
+    model = build_checked(ARCHITECTURES[config.pop("architecture")], config, tensors, what)
     params = {k: v.float() for k, v in tensors.items() if not k.startswith("coding.")}
     missing, unexpected = model.load_state_dict(params, strict=False)
     if unexpected or any(not k.startswith(model.integer_only) for k in missing):
-        raise NicError(f"model {name!r}: weights do not fit its architecture")
+        raise NicError(f"{what}: weights do not fit its architecture")
     model.eval()
-    model.load_coding({k: v for k, v in tensors.items() if k.startswith("coding.")})
+    try:
+        model.load_coding({k: v for k, v in tensors.items() if k.startswith("coding.")})
+    except (KeyError, ValueError, RuntimeError, IndexError) as e:
+        raise NicError(f"{what}: coding tensors missing or malformed ({type(e).__name__}: {e})") from None
     return LoadedModel(name, model, weights_hash(data))
 
 
 @lru_cache(maxsize=8)
-def load(name: str) -> LoadedModel:
-    """Load a model by name (cached)."""
+def _load_file(name: str, path: str, size: int, mtime_ns: int) -> LoadedModel:
+    """One weights file as model `name`, cached while the file is unchanged."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise NicError(f"{path}: cannot read ({e.strerror})") from None
+    return from_bytes(name, data, source=path)
+
+
+def _load_path(name: str, path: Path) -> LoadedModel:
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise NicError(f"{path}: cannot read ({e.strerror})") from None
+    return _load_file(name, str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _hash_cached(path: str, size: int, mtime_ns: int) -> bytes:
+    return weights_hash(Path(path).read_bytes())
+
+
+def weights_hash_of(path: Path) -> bytes:
+    """The hash of a weights file on disk (cached while the file is unchanged)."""
+    try:
+        st = path.stat()
+        return _hash_cached(str(path), st.st_size, st.st_mtime_ns)
+    except OSError as e:
+        raise NicError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def load(name: str, whash: bytes | None = None) -> LoadedModel:
+    """Load a model by name: its current weights, or, given the hash that a .nic header
+    names, exactly those weights, current or archived."""
     cards = available()
-    if name not in cards:
+    current = Path(cards[name]["path"]) if name in cards else None
+    if whash is None or current is not None and weights_hash_of(current) == whash:
+        if current is None:
+            raise NicError(f"unknown model {name!r} (available: {', '.join(sorted(cards)) or 'none'})")
+        return _load_path(name, current)
+    for path in store.candidates(name, whash):
+        if weights_hash_of(path) == whash:
+            return _load_path(name, path)
+    if current is None:
         raise NicError(f"unknown model {name!r} (available: {', '.join(sorted(cards)) or 'none'})")
-    return from_bytes(name, Path(cards[name]["path"]).read_bytes())
+    raise FormatError(f"file was made with other weights for model {name!r} ({whash.hex()}): neither the "
+                      f"installed ones ({weights_hash_of(current).hex()}) nor an archived copy")

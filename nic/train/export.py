@@ -1,4 +1,5 @@
-"""`nic export`: a training run -> NAME.safetensors + NAME.json (the model card)."""
+"""`nic export`: a training run -> NAME.safetensors + NAME.json (the model card); weights it
+replaces (with --force) move to the archive, so files made with them still decode."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import torch
 
 from nic.errors import NicError
 from nic.eval.rd import learned_points
-from nic.io import atomic_write
 from nic.models.base import CompressionModel
 from nic.models.registry import from_bytes
+from nic.models.store import install, install_check
 from nic.models.weights import serialize
 from nic.train.checkpoint import load_checkpoint, trained_model
 
@@ -41,6 +42,8 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     """Export the run's latest checkpoint as model `name`, with RD points measured on `kodak`."""
     if not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
         raise NicError(f"model name {name!r}: use letters, digits, '-' and '_'")
+    if not force:  # say so before the work
+        install_check(out_dir, name)
     state = load_checkpoint(run)
     cfg = state["config"]
     model = trained_model(state).eval()
@@ -75,14 +78,8 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
             raise NicError(f"{kodak}: no PNG images to measure the model card's RD points on")
         card["rd"] = {"data": kodak.name, "images": len(images), "metric": "RGB PSNR, bpp from file bytes",
                       "points": _points(name, data, images, qualities)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights, card_path = out_dir / f"{name}.safetensors", out_dir / f"{name}.json"
-    for p in (weights, card_path):
-        if p.exists() and not force:
-            raise NicError(f"{p}: already exists (use --force to overwrite)")
-    atomic_write(weights, data, force=True)
-    atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode(), force=True)
-    return card
+    archived = install(out_dir, name, data, (json.dumps(card, indent=2) + "\n").encode(), force)
+    return card | ({"archived": str(archived)} if archived else {})
 
 
 def check_points(model: CompressionModel, cfg: dict[str, Any]) -> list[dict]:
