@@ -19,10 +19,14 @@ __version__ = "0.1.0"
 
 def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
              model: str | None = None, bpp: float | None = None) -> bytes:
-    """Compress a PIL image or a numpy array ((H, W[, C]) uint8, or floats in [0, 1]).
+    """Compress a PIL image or a numpy array of shape (H, W) or (H, W, 1-4) channels (grey,
+    grey+alpha, RGB, RGBA): uint8; bool (0/255); uint16 (16-bit, reduced to 8 with a warning);
+    other integers in 0..255; floats in [0, 1]. Other values are refused, never guessed.
 
     Give `quality` (1-100, higher is better) or `bpp`, a target size in bits per pixel.
     """
+    if not isinstance(image, (Image.Image, np.ndarray)):
+        raise NicError(f"cannot compress a {type(image).__name__}: want a PIL image or a numpy array")
     picture = picture_from_pil(image) if isinstance(image, Image.Image) else picture_from_array(image)
     if bpp is not None:
         return codec.encode_to_size(picture, bpp, model)
@@ -31,6 +35,8 @@ def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
 
 def decompress(data: bytes) -> Image.Image:
     """Decompress .nic bytes into a PIL image (L, LA, RGB or RGBA, as the source was)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise NicError(f"decompress takes the bytes of a .nic file, not a {type(data).__name__}")
     return codec.decode(bytes(data)).to_pil()
 
 

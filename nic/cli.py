@@ -52,15 +52,12 @@ def _info(args: argparse.Namespace) -> None:
     from nic import container
     from nic.io import max_pixels
 
-    try:
-        data = Path(args.input).read_bytes()
-    except OSError as e:
-        raise NicError(f"{args.input}: cannot read ({e.strerror})") from None
+    data = container.read(args.input, max_pixels())
     h, sections = container.unpack(data, max_pixels())
     pixels = h.width * h.height
     kinds = {container.LATENT_SECTION: "latent", container.ALPHA_SECTION: "alpha"}
     print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
-    print(f"format:      .nic version {container.VERSION}")
+    print(f"format:      .nic version {h.version}")
     print(f"model:       {h.model} (weights {h.weights_hash.hex()})")
     print(f"quality:     {h.quality}")
     print(f"image:       {h.width}x{h.height}, {h.channels} channel(s){' grey' if h.grey else ''}, "

@@ -13,8 +13,9 @@ from PIL import Image
 
 from nic import container
 from nic.container import ALPHA_SECTION, LATENT_SECTION, Header
+from nic.entropy import coder
 from nic.errors import FormatError, NicError
-from nic.io import Picture, max_pixels
+from nic.io import Picture, check_size, max_pixels
 from nic.models import registry
 from nic.models.base import Analysis
 from nic.models.registry import LoadedModel
@@ -34,7 +35,12 @@ def _encode_alpha(alpha: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
 def _decode_alpha(data: bytes, height: int, width: int) -> np.ndarray:
+    if not data.endswith(_PNG_END):  # a PNG cut short, or with bytes after its end
+        raise FormatError("alpha section is truncated or has data after its end")
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format != "PNG" or img.mode != "L" or img.size != (width, height):
@@ -54,6 +60,7 @@ def resolve_model(model: str | LoadedModel | None) -> LoadedModel:
 
 def _analyse(lm: LoadedModel, picture: Picture) -> Analysis:
     """The quality-independent half of encoding, done once per picture."""
+    check_size(picture.width, picture.height, "image")
     return lm.model.analyse(pad(picture.rgb, lm.model.downsampling))
 
 
@@ -63,7 +70,9 @@ def _pack(lm: LoadedModel, picture: Picture, quality: int, analysis: Analysis) -
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
                     picture.channels, picture.pixels.shape[2] == 1, picture.bit_depth, picture.orientation)
-    return container.pack(header, sections)
+    data = container.pack(header, sections)
+    container.unpack(data)  # cheap, and it proves the reader accepts what was written
+    return data
 
 
 def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None) -> bytes:
@@ -79,7 +88,7 @@ def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None
     Rate grows with quality, so bisection needs at most 8 codings of one analysis. If even
     quality 1 is larger than asked, that smallest file is returned (the caller says so).
     """
-    if not bpp > 0:
+    if isinstance(bpp, bool) or not isinstance(bpp, (int, float, np.integer, np.floating)) or not bpp > 0:
         raise NicError(f"target bpp must be positive, got {bpp}")
     lm = resolve_model(model)
     analysis = _analyse(lm, picture)
@@ -103,10 +112,9 @@ def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
     latents = [s for kind, s in sections if kind == LATENT_SECTION]
     alphas = [s for kind, s in sections if kind == ALPHA_SECTION]
     has_alpha = header.channels in (2, 4)
-    if len(alphas) != has_alpha:
-        raise FormatError("alpha section does not match the channel count")
     d = lm.model.downsampling
-    rgb = lm.model.decompress(latents, -(-header.height // d) * d, -(-header.width // d) * d, header.quality)
+    with coder.stream_version(header.version):
+        rgb = lm.model.decompress(latents, -(-header.height // d) * d, -(-header.width // d) * d, header.quality)
     rgb = rgb[:header.height, :header.width]
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)

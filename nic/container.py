@@ -2,21 +2,29 @@
 
 Parsing trusts nothing: every length is checked against the bytes actually present, the
 checksum is verified before any field is believed, and sizes are bounded before allocation.
+Writing and reading check a header with the same function, so nic never writes a file that
+it would refuse to read.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from nic.errors import FormatError
+from nic.errors import FormatError, NicError
 from nic.quality import QUALITY_MAX, QUALITY_MIN
 
 MAGIC = b"\x89NIC"
-VERSION = 1
+VERSION = 2  # what this nic writes
+READABLE = (1, 2)  # what it reads: version 1 streams have no terminator (nic/entropy/coder.py)
 MAX_SECTIONS = 1 << 16
-ALPHA_SECTION, LATENT_SECTION = 1, 0
+LATENT_SECTION, ALPHA_SECTION = 0, 1
+SECTION_KINDS = (LATENT_SECTION, ALPHA_SECTION)
+ORIENTATIONS = range(1, 9)
 
 # magic, version, flags, quality, channels, bit depth, orientation, width, height, tile,
 # weights hash, model-name length
@@ -25,6 +33,7 @@ _SECTION = struct.Struct("<BI")  # kind, length
 _COUNT = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 FLAG_GREY = 1
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 @dataclass
@@ -38,17 +47,63 @@ class Header:
     grey: bool = False
     bit_depth: int = 8
     orientation: int = 1
-    tile: int = 0  # reserved: written as 0, not read (docs/FORMAT.md)
+    tile: int = 0  # reserved in versions 1 and 2: always 0
     sections: list[tuple[int, int]] = field(default_factory=list)  # (kind, length), filled by pack
+    version: int = VERSION
+
+
+def check(h: Header, flags: int = 0, max_pixels: int | None = None) -> None:
+    """Every header rule of docs/FORMAT.md but the section table's: FormatError if one fails.
+    The pixel limit is checked when given (decoders pass theirs)."""
+    if h.version not in READABLE:
+        raise FormatError(f".nic format version {h.version} is not supported (this nic reads versions "
+                          f"{', '.join(map(str, READABLE))})")
+    if flags & ~FLAG_GREY:
+        raise FormatError(f"header sets reserved flag bits ({flags:#04x})")
+    if not 0 < len(h.model) < 256 or not set(h.model) <= _NAME_CHARS:
+        raise FormatError(f"model name {h.model!r} in header is not a model name")
+    if len(h.weights_hash) != 8:
+        raise FormatError("weights hash in header is not 8 bytes")
+    if not QUALITY_MIN <= h.quality <= QUALITY_MAX:
+        raise FormatError(f"quality {h.quality} in header is outside {QUALITY_MIN}..{QUALITY_MAX}")
+    if not (1 <= h.width < 1 << 32 and 1 <= h.height < 1 << 32) or \
+            max_pixels is not None and h.width * h.height > max_pixels:
+        raise FormatError(f"header claims {h.width}x{h.height} pixels (limit {max_pixels}; set NIC_MAX_PIXELS)")
+    if h.channels not in (1, 2, 3, 4):
+        raise FormatError(f"header claims {h.channels} channels (1 to 4)")
+    if h.grey != (h.channels in (1, 2)):
+        raise FormatError(f"header claims {h.channels} channel(s) but the grey flag is {'set' if h.grey else 'clear'}")
+    if h.bit_depth not in (8, 16) or (h.bit_depth == 16 and h.version == 1 and not h.grey):
+        raise FormatError(f"header claims a {h.bit_depth}-bit {'grey' if h.grey else 'colour'} source, "
+                          f"which no version {h.version} file has")
+    if h.orientation not in ORIENTATIONS:
+        raise FormatError(f"header has EXIF orientation {h.orientation} (1 to 8)")
+    if h.tile != 0:
+        raise FormatError(f"header has tile {h.tile}; this field is reserved and must be 0")
+
+
+def _check_sections(h: Header, kinds: list[int]) -> None:
+    unknown = sorted(set(kinds) - set(SECTION_KINDS))
+    if unknown:
+        raise FormatError(f"file has sections of unknown kind {unknown[0]}")
+    if LATENT_SECTION not in kinds:
+        raise FormatError("file has no latent section")
+    if kinds.count(ALPHA_SECTION) != (h.channels in (2, 4)):
+        raise FormatError("alpha section does not match the channel count")
 
 
 def pack(header: Header, sections: list[tuple[int, bytes]]) -> bytes:
-    """Serialize a header and its (kind, bytes) sections, with the checksum appended."""
+    """Serialize a header and its (kind, bytes) sections, with the checksum appended.
+
+    The header is checked by the reader's own rules first: a header that nic could not read
+    back is a bug, raised here instead of being written."""
+    check(header, 0)
+    _check_sections(header, [kind for kind, _ in sections])
+    if len(sections) > MAX_SECTIONS:
+        raise FormatError(f"{len(sections)} sections, more than {MAX_SECTIONS}")
     name = header.model.encode("ascii")
-    if not 0 < len(name) < 256:
-        raise ValueError("model name must be 1..255 ASCII characters")
     parts = [
-        _FIXED.pack(MAGIC, VERSION, FLAG_GREY if header.grey else 0, header.quality, header.channels,
+        _FIXED.pack(MAGIC, header.version, FLAG_GREY if header.grey else 0, header.quality, header.channels,
                     header.bit_depth, header.orientation, header.width, header.height, header.tile,
                     header.weights_hash, len(name)),
         name, _COUNT.pack(len(sections)),
@@ -69,12 +124,13 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[tup
         raise FormatError("not a .nic file (bad magic)")
     if len(data) < _FIXED.size + _COUNT.size + _CRC.size:
         raise FormatError("truncated .nic file (shorter than its header)")
-    if data[4] != VERSION:
-        raise FormatError(f".nic format version {data[4]} is not supported (this nic reads version {VERSION})")
+    if data[4] not in READABLE:
+        raise FormatError(f".nic format version {data[4]} is not supported (this nic reads versions "
+                          f"{', '.join(map(str, READABLE))})")
     body, (crc,) = data[:-_CRC.size], _CRC.unpack(data[-_CRC.size:])
     if zlib.crc32(body) != crc:
         raise FormatError("checksum mismatch: the .nic file is damaged or truncated")
-    (_, _, flags, quality, channels, bit_depth, orientation, width, height, tile, whash,
+    (_, version, flags, quality, channels, bit_depth, orientation, width, height, tile, whash,
      name_len) = _FIXED.unpack_from(body)
     pos = _FIXED.size
     if pos + name_len + _COUNT.size > len(body):
@@ -86,22 +142,47 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[tup
     pos += name_len
     (count,) = _COUNT.unpack_from(body, pos)
     pos += _COUNT.size
-    if not QUALITY_MIN <= quality <= QUALITY_MAX:
-        raise FormatError(f"quality {quality} in header is outside {QUALITY_MIN}..{QUALITY_MAX}")
-    if not (1 <= width and 1 <= height) or (max_pixels is not None and width * height > max_pixels):
-        raise FormatError(f"header claims {width}x{height} pixels (limit {max_pixels}; set NIC_MAX_PIXELS)")
-    if channels not in (1, 2, 3, 4) or bit_depth not in (8, 16) or not 1 <= orientation <= 8:
-        raise FormatError("header has impossible channels, bit depth or orientation")
+    header = Header(model, whash, quality, width, height, channels, bool(flags & FLAG_GREY), bit_depth,
+                    orientation, tile, version=version)
+    check(header, flags, max_pixels)
     if count > MAX_SECTIONS or pos + count * _SECTION.size > len(body):
         raise FormatError(f"header claims {count} sections, more than the file holds")
-    table = [_SECTION.unpack_from(body, pos + i * _SECTION.size) for i in range(count)]
+    header.sections = [_SECTION.unpack_from(body, pos + i * _SECTION.size) for i in range(count)]
     pos += count * _SECTION.size
-    if pos + sum(length for _, length in table) != len(body):
+    if pos + sum(length for _, length in header.sections) != len(body):
         raise FormatError("section lengths do not add up to the file size")
+    _check_sections(header, [kind for kind, _ in header.sections])
     sections = []
-    for kind, length in table:
+    for kind, length in header.sections:
         sections.append((kind, body[pos:pos + length]))
         pos += length
-    header = Header(model, whash, quality, width, height, channels, bool(flags & FLAG_GREY),
-                    bit_depth, orientation, tile, table)
     return header, sections
+
+
+def max_file_size(max_pixels: int) -> int:
+    """No .nic file within the pixel limit is larger (16 bytes a pixel is 5x a lossless PNG's
+    worst case); reading stops there, so a device or a huge file is refused, not swallowed."""
+    return 16 * max_pixels + (1 << 20)
+
+
+def read(path: str | os.PathLike, max_pixels: int) -> bytes:
+    """The bytes of a .nic file, refusing what is not a regular file or is larger than any
+    .nic file within the pixel limit can be (/dev/zero, a FIFO, a huge file), before reading
+    without bound."""
+    path = Path(path)
+    try:
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NONBLOCK)) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise NicError(f"{path}: not a regular file")
+            limit = max_file_size(max_pixels)
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise NicError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise NicError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise NicError(f"{path}: cannot read ({e.strerror})") from None
+    if len(data) > limit:
+        raise FormatError(f"{path}: larger than any .nic file within the pixel limit ({limit} bytes)")
+    return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nic import codec, io
+from nic import codec, container, io
 from nic.errors import NicError
 from nic.quality import DEFAULT_QUALITY
 
@@ -47,11 +47,7 @@ def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: flo
 def decompress_file(src: Path, dst: Path, force: bool = False) -> io.Picture:
     """A .nic file -> an image file, in the format its suffix names (PNG for .png or none)."""
     io.check_writable(dst, force)
-    try:
-        data = src.read_bytes()
-    except OSError as e:
-        raise NicError(f"{src}: cannot read ({e.strerror})") from None
-    picture = codec.decode(data)
+    picture = codec.decode(container.read(src, io.max_pixels()))
     suffix = dst.suffix.lower()
     try:
         encoded = io.encode_image(picture, _PILLOW_FORMATS.get(suffix, suffix.lstrip(".").upper()))

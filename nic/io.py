@@ -1,37 +1,45 @@
 """Reading any image Pillow can open into 8-bit arrays, and writing files atomically.
 
-A `Picture` is what the codec works on: upright (EXIF orientation applied) 8-bit colour or
-grey pixels plus an optional alpha plane, and a note of what the source was.
+A `Picture` is what the codec works on: upright (EXIF orientation applied), sRGB (an ICC
+profile is applied, then dropped), 8-bit colour or grey pixels plus an optional alpha plane,
+and a note of what the source was. What nic cannot read unambiguously is refused with one
+line, and what it changes on the way (bits dropped, frames skipped) it says in a warning.
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import os
-import tempfile
+import secrets
+import stat
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from nic.errors import NicError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
                   ".avif", ".jp2", ".heic", ".jxl", ".tga")  # what folder-walking commands pick up
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 Mpx, e.g. 8192 x 8192 (coding needs ~55 bytes per pixel)
+_SRGB = ImageCms.createProfile("sRGB")
 
 
 def max_pixels() -> int:
     """The largest image (in pixels) nic reads or decodes; set NIC_MAX_PIXELS to change it."""
     value = os.environ.get("NIC_MAX_PIXELS", "")
     try:
-        return int(value) if value else DEFAULT_MAX_PIXELS
+        limit = int(value) if value else DEFAULT_MAX_PIXELS
     except ValueError:
         raise NicError(f"NIC_MAX_PIXELS must be an integer, got {value!r}") from None
+    if limit < 1:
+        raise NicError(f"NIC_MAX_PIXELS must be positive, got {value!r}")
+    return limit
 
 
 @dataclass
@@ -68,33 +76,124 @@ class Picture:
         return Image.fromarray(planes[:, :, 0] if planes.shape[2] == 1 else planes, mode)
 
 
-def _reduce_to_8bit(img: Image.Image) -> np.ndarray:
-    """Deep grey modes (I;16, I, F) to 8 bits, assuming the 16-bit range for integers."""
-    a = np.asarray(img, dtype=np.float64)
+def _values(a: np.ndarray) -> str:
+    return f"{a.min():g}..{a.max():g}" if a.size else "none"
+
+
+def _from_sixteen_bits(a: np.ndarray, what: str) -> np.ndarray:
+    warnings.warn(f"{what} reduced to 8 bits per channel", stacklevel=3)
+    return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _from_unit_floats(a: np.ndarray, what: str) -> np.ndarray:
+    """Floats must be finite and in [0, 1]; anything else has no range nic could assume."""
+    if not np.isfinite(a).all() or a.size and (a.min() < 0 or a.max() > 1):
+        shown = "non-finite values" if not np.isfinite(a).all() else f"values {_values(a)}"
+        raise NicError(f"{what} has {shown}: nic takes floats in [0, 1] (divide by 255 for 8-bit "
+                       "values, or pass uint8)")
+    return np.rint(a.astype(np.float64) * 255).astype(np.uint8)
+
+
+def to_uint8(a: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+    """Samples of any dtype -> (uint8 samples, source bit depth), by the documented rules:
+    uint8 as is; bool as 0/255; uint16 as 16-bit (reduced, with a warning); other integers
+    must lie in 0..255; floats must lie in [0, 1]. Anything else is refused."""
+    if a.dtype == np.uint8:
+        return a, 8
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255, 8
+    if a.dtype == np.uint16:
+        return _from_sixteen_bits(a, f"16-bit {what}"), 16
+    if np.issubdtype(a.dtype, np.floating):
+        return _from_unit_floats(a, f"a float {what}"), 8
+    if np.issubdtype(a.dtype, np.integer):
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise NicError(f"an {a.dtype} {what} has values {_values(a)}: nic takes other integer types as "
+                           "8-bit values 0..255; pass uint16 for 16-bit data, or floats in [0, 1]")
+        return a.astype(np.uint8), 8
+    raise NicError(f"cannot code an array of dtype {a.dtype}: want uint8, uint16 or floats in [0, 1]")
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation that exif_transpose applies (1..8); other values are not applied,
+    so they are recorded as 1, with a warning."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: Pillow raises several kinds
+        warnings.warn("unreadable EXIF data ignored", stacklevel=3)
+        return 1
+    if isinstance(value, int) and 1 <= value <= 8:
+        return value
+    warnings.warn(f"EXIF orientation {value!r} is not a valid value (1 to 8): the image is coded as stored",
+                  stacklevel=3)
+    return 1
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    """Apply the image's ICC profile: convert its colours to sRGB (alpha untouched)."""
+    icc = img.info.get("icc_profile")
+    if not icc:
+        return img
+    alpha = img.getchannel("A") if img.mode in ("RGBA", "LA") else None
+    base = img.convert({"RGBA": "RGB", "LA": "L"}.get(img.mode, img.mode))
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out = ImageCms.profileToProfile(base, profile, _SRGB, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                        outputMode="RGB")
+    except (OSError, ValueError, ImageCms.PyCMSError) as e:
+        warnings.warn(f"ICC profile not applied ({e}): colours taken as sRGB", stacklevel=3)
+        return img
+    if base.mode == "L":
+        out = out.convert("L")
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
+
+
+def _deep_grey(img: Image.Image) -> np.ndarray:
+    """Deep grey modes: I;16 is 16-bit; I must lie in 0..65535 (taken as 16-bit); F in [0, 1]."""
+    a = np.asarray(img)
     if img.mode == "F":
-        top = 1.0 if a.size and np.nanmax(a) <= 1.0 else 255.0
-    else:
-        top = 65535.0
-    return np.clip(np.rint(np.nan_to_num(a) * (255.0 / top)), 0, 255).astype(np.uint8)
+        return _from_unit_floats(a, "a float image")
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise NicError(f"a 32-bit integer image has values {_values(a)}: nic takes integer images as "
+                       "8 or 16 bits; convert it first")
+    return _from_sixteen_bits(a, f"{img.mode} image")
 
 
-def picture_from_pil(img: Image.Image) -> Picture:
-    """Normalise any Pillow image: orientation, palette, CMYK, 16-bit, alpha."""
-    orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+def _is_sixteen_bit(img: Image.Image) -> bool:
+    """Whether Pillow will reduce a 16-bit colour file to 8 bits as it loads it (known only
+    before `load()`, from the raw mode of its tiles, e.g. RGB;16B for a 16-bit RGB PNG)."""
+    for tile in getattr(img, "tile", None) or []:
+        raw = tile.args if isinstance(tile.args, str) else (tile.args or [""])[0]
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
+
+
+def picture_from_pil(img: Image.Image, sixteen: bool | None = None) -> Picture:
+    """Normalise any Pillow image: orientation, frames, ICC profile, palette, CMYK, 16-bit, alpha.
+
+    `sixteen`: whether the file was 16-bit colour (found before loading; see `_is_sixteen_bit`)."""
+    if getattr(img, "n_frames", 1) > 1:
+        warnings.warn(f"image has {img.n_frames} frames: only the first is coded", stacklevel=2)
+    orientation = _orientation(img)
+    sixteen = _is_sixteen_bit(img) if sixteen is None else sixteen
     img = ImageOps.exif_transpose(img) or img
-    bit_depth = 8
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        warnings.warn(f"{mode} image reduced to 8 bits per channel", stacklevel=2)
-        return Picture(_reduce_to_8bit(img)[:, :, None], bit_depth=16, orientation=orientation)
+        return Picture(_deep_grey(img)[:, :, None], bit_depth=16, orientation=orientation)
+    if sixteen:
+        warnings.warn(f"16-bit {mode} image reduced to 8 bits per channel", stacklevel=2)
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode == "PA":
         img = img.convert("RGBA")
     elif mode == "1":
         img = img.convert("L")
-    elif mode not in ("L", "LA", "RGB", "RGBA"):
-        img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
+    img = _to_srgb(img)
+    if img.mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
     a = np.asarray(img)
     if img.mode in ("L", "LA"):
         pixels = a[:, :, None] if img.mode == "L" else a[:, :, :1]
@@ -103,40 +202,55 @@ def picture_from_pil(img: Image.Image) -> Picture:
     alpha = a[:, :, -1].copy() if img.mode in ("LA", "RGBA") else None
     if alpha is not None and alpha.min() == 255:
         alpha = None  # an opaque alpha plane carries nothing
-    return Picture(np.ascontiguousarray(pixels), alpha, bit_depth, orientation)
+    return Picture(np.ascontiguousarray(pixels), alpha, 16 if sixteen else 8, orientation)
 
 
 def picture_from_array(a: np.ndarray) -> Picture:
-    """(H, W), (H, W, 1|2|3|4) uint8 arrays, or float arrays in [0, 1]."""
-    a = np.asarray(a)
+    """(H, W) or (H, W, 1|2|3|4) arrays of the dtypes `to_uint8` documents; the pixel limit holds."""
+    if not isinstance(a, np.ndarray):
+        raise NicError(f"cannot code a {type(a).__name__}: want a PIL image or a numpy array")
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or 0 in a.shape:
         raise NicError(f"cannot code an array of shape {a.shape}: want (H, W) or (H, W, 1-4)")
-    if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating):
-            a = np.clip(np.rint(np.nan_to_num(a) * 255), 0, 255).astype(np.uint8)
-        elif np.issubdtype(a.dtype, np.integer) and a.size and a.min() >= 0 and a.max() <= 255:
-            a = a.astype(np.uint8)
-        else:
-            raise NicError(f"cannot code an array of dtype {a.dtype}: want uint8, or floats in [0, 1]")
+    check_size(a.shape[1], a.shape[0], "array")
+    a, bit_depth = to_uint8(a, "array")
     colour = 3 if a.shape[2] >= 3 else 1
     alpha = a[:, :, colour].copy() if a.shape[2] in (2, 4) else None
-    return Picture(np.ascontiguousarray(a[:, :, :colour]), alpha)
+    return Picture(np.ascontiguousarray(a[:, :, :colour]), alpha, bit_depth)
+
+
+def check_size(width: int, height: int, what: str) -> None:
+    limit = max_pixels()
+    if width * height > limit:
+        raise NicError(f"{what}: {width}x{height} is over the limit of {limit} pixels (set NIC_MAX_PIXELS)")
+
+
+def _open_regular(path: Path):
+    """Open a file for reading, refusing devices and FIFOs before anything blocks on them."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NicError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def read_image(path: str | os.PathLike, limit: int | None = None) -> Picture:
     """Read an image file into a Picture, with one-line errors for anything unreadable.
 
-    Images over `limit` pixels (default: max_pixels()) are refused before they are decoded.
+    Images over `limit` pixels (default: max_pixels()) are refused before they are decoded;
+    devices and FIFOs before anything waits on them.
     """
     path = Path(path)
     try:
-        return _read(path, str(path), limit)
+        with _open_regular(path) as f:
+            return _read(f, str(path), limit)
     except FileNotFoundError:
         raise NicError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise NicError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise NicError(f"{path}: cannot read (permission denied)") from None
 
 
 def read_image_bytes(data: bytes, name: str, limit: int | None = None) -> Picture:
@@ -144,7 +258,7 @@ def read_image_bytes(data: bytes, name: str, limit: int | None = None) -> Pictur
     return _read(io.BytesIO(data), name, limit)
 
 
-def _read(source: Path | io.BytesIO, name: str, limit: int | None) -> Picture:
+def _read(source: BinaryIO, name: str, limit: int | None) -> Picture:
     limit = max_pixels() if limit is None else limit
     try:
         with warnings.catch_warnings():
@@ -153,9 +267,18 @@ def _read(source: Path | io.BytesIO, name: str, limit: int | None) -> Picture:
             with Image.open(source) as img:
                 if img.width * img.height > limit:
                     raise NicError(f"{name}: {img.width}x{img.height} is over the limit of {limit} pixels")
+                sixteen = _is_sixteen_bit(img)
                 img.load()
-                return picture_from_pil(img)
-    except (NicError, FileNotFoundError, IsADirectoryError):
+                with warnings.catch_warnings(record=True) as said:
+                    warnings.simplefilter("always")
+                    try:
+                        picture = picture_from_pil(img, sixteen)
+                    except NicError as e:
+                        raise NicError(f"{name}: {e}") from None
+                for w in said:
+                    warnings.warn(f"{name}: {w.message}", stacklevel=3)
+                return picture
+    except NicError:
         raise
     except UnidentifiedImageError:
         raise NicError(f"{name}: not an image that Pillow can read") from None
@@ -172,31 +295,106 @@ def encode_image(picture: Picture, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
+MIN_FREE_BYTES = 1 << 16  # a folder with less free space than this is full
+
+
+def _write_problem(folder: Path) -> str | None:
+    """Why nothing can be written in `folder` (read-only, full, not permitted), or None."""
+    try:
+        st = os.statvfs(folder)
+        if st.f_flag & os.ST_RDONLY:
+            return "read-only file system"
+        if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+            return "no space left on device"
+    except (AttributeError, OSError):  # no statvfs here: the write itself will tell
+        pass
+    return None if os.access(folder, os.W_OK) else "permission denied"
+
+
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Refuse to overwrite an existing file unless forced; say so before any work is done."""
+    """Refuse, before any work is done: an output that exists without --force (a dangling
+    symlink too), a folder, a missing folder, a folder on a read-only or full disk."""
     path = Path(path)
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:
         raise NicError(f"{path}: already exists (use --force to overwrite)")
     if path.is_dir():
         raise NicError(f"{path}: is a directory")
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise NicError(f"{path.parent}: no such directory")
+    problem = _write_problem(path.parent)
+    if problem:
+        raise NicError(f"{path.parent}: cannot write here ({problem})")
     return path
+
+
+TEMP_AGE_S = 600  # a temp file of unknown owner older than this is left over from a crash
+
+
+def _stale(tmp: Path) -> bool:
+    """A temp file whose writer is gone: its process id (in the name) is not running, or,
+    for names without one, it is older than TEMP_AGE_S."""
+    owner = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1].split("-")[0]
+    if owner.isdigit():
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):
+            return False
+        return False
+    try:
+        return time.time() - tmp.lstat().st_mtime > TEMP_AGE_S
+    except OSError:
+        return False
+
+
+def remove_stale_temps(folder: Path, name: str = "*") -> int:
+    """Delete `.NAME.*.tmp` files that a killed writer left in `folder`; returns how many."""
+    removed = 0
+    for tmp in folder.glob(f".{glob.escape(name) if name != '*' else '*'}.*.tmp"):
+        if _stale(tmp):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Give the finished temp file its name without replacing anything: a hard link fails
+    if the name exists, atomically (no check-then-rename race). Where links are not
+    supported, the name is reserved with O_EXCL and the file renamed onto it."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    os.replace(tmp, path)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
     """Write a whole file or nothing: callers compute every byte first, then this writes a
     hidden temp file in the same folder, fsyncs it and renames it into place, so a kill at
-    any moment leaves either no output or the complete one (at worst a stray .NAME.*.tmp)."""
+    any moment leaves either no output or the complete one (at worst a stray
+    .NAME.PID-X.tmp, removed by the next write to that folder once PID is gone). Without
+    `force` an existing file is never replaced, even one that appears meanwhile."""
     path = check_writable(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent, path.name)
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if force:
+            os.replace(tmp, path)
+        else:
+            _publish(tmp, path)
+    except FileExistsError:
+        raise NicError(f"{path}: already exists (use --force to overwrite)") from None
+    except OSError as e:
+        raise NicError(f"{path}: cannot write ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ QUALITIES = range(QUALITY_MIN, QUALITY_MAX + 1)
 
 def check_quality(quality: int) -> int:
     """The quality as a plain int, or a one-line NicError for anything off the scale."""
-    if not isinstance(quality, (int, np.integer)) or not QUALITY_MIN <= quality <= QUALITY_MAX:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or \
+            not QUALITY_MIN <= quality <= QUALITY_MAX:
         raise NicError(f"quality must be an integer from {QUALITY_MIN} to {QUALITY_MAX}, got {quality!r}")
     return int(quality)

@@ -69,3 +69,19 @@ def test_density_tables_follow_the_density():
     assert tables.lengths[2] > 3 * tables.lengths[0]
     restored = TableSet.from_tensors(tables.to_tensors("t"), "t")
     assert np.array_equal(restored.counts, tables.counts)
+
+
+def test_a_stream_that_runs_out_is_refused(gaussian):
+    """An ANS decoder returns symbols from an empty coder forever: the stream's end must be proven."""
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, len(SCALE_TABLE), 3000)
+    symbols = np.round(rng.normal(0, SCALE_TABLE.numpy()[index])).astype(np.int64)
+    data = coder.encode(symbols, index, gaussian)
+    assert np.array_equal(coder.decode(data, index, gaussian), symbols)
+    for version in (1, 2):
+        with coder.stream_version(version), pytest.raises(FormatError, match="ends before its last symbol"):
+            coder.decode(b"", index, gaussian)  # an emptied section
+    for words in range(1, len(data) // 4):
+        for cut in (data[:-4 * words], data[4 * words:]):  # words missing at either end
+            with pytest.raises(FormatError):
+                coder.decode(cut, index, gaussian)

@@ -3,9 +3,21 @@
 Symbols are grouped by table and each group is coded in one vectorized call. A symbol outside
 its table's range is coded as the escape symbol followed by its exact value (sign, bit length,
 then the bits, all with uniform models), so nothing is ever clipped.
+
+An ANS decoder never runs dry by itself: once its words are used up it keeps returning each
+table's first symbol. So a stream must prove that it holds every symbol. Streams end (since
+.nic version 2) with a 32-bit terminator, the first thing encoded and so the last decoded; the
+decoder stops at the first group that finds the coder empty, then requires the exact
+terminator and an empty coder after it. Version 1 streams have no terminator; for them the
+coder may not be empty before the stream's final symbol (an encoder leaves it empty earlier
+only when every remaining symbol is the first of its table, which has probability 2**-24).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import constriction
 import numpy as np
@@ -21,6 +33,19 @@ Uniform = constriction.stream.model.Uniform
 _SIGN, _LENGTH = Uniform(2), Uniform(64)
 _CHUNK = 16  # escape value bits are coded 16 at a time
 _MAX_ESCAPE_BITS = 24  # no model produces a latent beyond 2**24; the encoder refuses one
+TERMINATOR = np.array([0x4E49, 0x4332], dtype=np.int32)  # "NIC2", after a stream's last symbol
+_TERMINATOR_MODEL = Uniform(1 << 16)
+_version: ContextVar[int] = ContextVar("stream_version", default=2)
+
+
+@contextmanager
+def stream_version(version: int) -> Iterator[None]:
+    """Decode streams of a given .nic format version (1: no terminator) within this block."""
+    token = _version.set(version)
+    try:
+        yield
+    finally:
+        _version.reset(token)
 
 
 class Categoricals:
@@ -69,6 +94,7 @@ def encode(symbols: np.ndarray, index: np.ndarray, dists: Categoricals) -> bytes
             e = v[escaped]
             ops += _escape_ops(np.where(e < 0, e, e - n))
     coder = AnsCoder()
+    coder.encode_reverse(TERMINATOR, _TERMINATOR_MODEL)
     for data, model in reversed(ops):  # ANS is a stack: encode last what is decoded first
         if model is None:
             coder.encode_reverse(data[1:], _LENGTH)
@@ -78,19 +104,33 @@ def encode(symbols: np.ndarray, index: np.ndarray, dists: Categoricals) -> bytes
     return coder.get_compressed().tobytes()
 
 
+def _require_data(coder: AnsCoder) -> None:
+    if coder.is_empty():
+        raise FormatError("entropy-coded section ends before its last symbol (truncated or damaged)")
+
+
 def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
-    """Inverse of `encode`; a stream that does not decode exactly raises FormatError."""
+    """Inverse of `encode`: a stream that runs out before its last symbol, or has words left
+    after it, raises FormatError (before any pixel is made from it)."""
     if len(data) % 4:
         raise FormatError("entropy-coded section has a length that is not a multiple of 4")
+    terminated = _version.get() >= 2
     index = np.asarray(index, dtype=np.int64).ravel()
     t = dists.tables
     out = np.empty(index.shape, dtype=np.int64)
     try:
         coder = AnsCoder(np.frombuffer(data, dtype=np.uint32).copy())
-        for k in np.unique(index).tolist():
+        groups = np.unique(index).tolist()
+        for g, k in enumerate(groups):
             pos = np.nonzero(index == k)[0]
             n = int(t.lengths[k]) - 1
-            v = coder.decode(dists[k], len(pos)).astype(np.int64)
+            _require_data(coder)
+            if terminated or g < len(groups) - 1:
+                v = coder.decode(dists[k], len(pos)).astype(np.int64)
+            else:  # version 1: the stream's final symbol must still find data
+                v = coder.decode(dists[k], len(pos) - 1).astype(np.int64)
+                _require_data(coder)
+                v = np.append(v, coder.decode(dists[k], 1).astype(np.int64))
             for j in np.nonzero(v == n)[0].tolist():
                 sign = int(coder.decode(_SIGN, 1)[0])
                 nbits = int(coder.decode(_LENGTH, 1)[0])
@@ -102,6 +142,10 @@ def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
                     m += int(coder.decode(Uniform(1 << width), 1)[0]) << shift
                 v[j] = n + m - 1 if sign else -m
             out[pos] = v + t.offsets[k]
+        if terminated:
+            _require_data(coder)
+            if not np.array_equal(coder.decode(_TERMINATOR_MODEL, 2), TERMINATOR):
+                raise FormatError("entropy-coded section ends before its last symbol (truncated or damaged)")
         leftover = not coder.is_empty()
     except FormatError:
         raise

@@ -126,6 +126,8 @@ class ComRecCNN(CompressionModel):
         """[JPEG bytes] -> the padded (H, W, 3) uint8 image, RecCNN run tile by tile."""
         if len(streams) != 1:
             raise FormatError(f"comcnn model expects 1 JPEG section, found {len(streams)}")
+        if not streams[0].endswith(b"\xff\xd9"):  # a JPEG cut short, or with bytes after its end
+            raise FormatError("JPEG section is truncated or has data after its end")
         try:
             with Image.open(io.BytesIO(streams[0])) as img:
                 if img.format != "JPEG" or img.size != (width // 2, height // 2):

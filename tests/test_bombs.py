@@ -1,0 +1,45 @@
+"""Decompression bombs: a file must hold every symbol it claims, so a few bytes cannot ask
+for a full-size decode; emptied or cut sections are format errors before any synthesis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nic
+from nic import container, tiling
+from nic.errors import FormatError
+
+
+@pytest.fixture()
+def no_synthesis(monkeypatch) -> list:
+    """Records any synthesis call: a bad file must be refused before the expensive part."""
+    calls: list = []
+    monkeypatch.setattr(tiling, "synthesise", lambda *args: calls.append(args))
+    return calls
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_59_byte_bomb_is_refused(photo, version, no_synthesis):
+    h, _ = container.unpack(nic.compress(photo[:64, :64], quality=50))
+    h.width = h.height = 2048
+    h.version = version
+    bomb = container.pack(h, [(container.LATENT_SECTION, b""), (container.LATENT_SECTION, b"")])
+    assert len(bomb) == 59
+    with pytest.raises(FormatError, match="ends before its last symbol"):
+        nic.decompress(bomb)
+    assert not no_synthesis
+
+
+def test_cut_or_padded_sections_are_refused(photo, no_synthesis):
+    data = nic.compress(photo, quality=50)
+    h, sections = container.unpack(data)
+    (_, z), (_, y) = sections
+    cases = [(z, y[:len(y) // 2 // 4 * 4]), (z[:len(z) // 2 // 4 * 4], y), (z, b""), (b"", y),
+             (z, y + b"\x01\x00\x00\x00"), (z + b"\x00\x00\x00\x80", y)]
+    cases += [(z, y[:-4 * k]) for k in range(1, 9)] + [(z, y[4 * k:]) for k in range(1, 9)]
+    for z_cut, y_cut in cases:
+        forged = container.pack(h, [(container.LATENT_SECTION, z_cut), (container.LATENT_SECTION, y_cut)])
+        with pytest.raises(FormatError, match="entropy-coded section"):
+            nic.decompress(forged)
+    assert not no_synthesis
