@@ -43,8 +43,11 @@ class NicImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         assert self.fp is not None
-        data = self.fp.read()
+        limit = container.max_file_size(max_pixels())
+        data = self.fp.read(limit + 1)  # bounded, as every .nic read is
         try:
+            if len(data) > limit:
+                raise NicError("larger than any .nic file within the pixel limit")
             header, _ = container.unpack(data, max_pixels())
         except NicError as e:
             # Not SyntaxError: Image.open would swallow the reason into "cannot identify image file".

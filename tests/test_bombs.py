@@ -3,12 +3,14 @@ for a full-size decode; emptied or cut sections are format errors before any syn
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pytest
 
 import nic
 from nic import container, tiling
 from nic.errors import FormatError
+from tests.conftest import DATA
 
 
 @pytest.fixture()
@@ -43,3 +45,22 @@ def test_cut_or_padded_sections_are_refused(photo, no_synthesis):
         with pytest.raises(FormatError, match="entropy-coded section"):
             nic.decompress(forged)
     assert not no_synthesis
+
+
+def test_cut_sections_of_version_1_files_are_refused(no_synthesis):
+    """Golden files of release 168360f (format version 1, no stream terminator)."""
+    golden = DATA / "golden"
+    cases = [c for c in json.loads((golden / "manifest.json").read_text())["files"] if c["model"] != "comcnn"]
+    cut = 0
+    for case in cases:
+        h, sections = container.unpack((golden / case["nic"]).read_bytes())
+        assert h.version == 1
+        latents = [s for kind, s in sections if kind == container.LATENT_SECTION]
+        rest = [(kind, s) for kind, s in sections if kind != container.LATENT_SECTION]
+        for i, stream in enumerate(latents):
+            for shorter in {b"", stream[:len(stream) // 8 * 4], stream[:-4], stream[4:]}:
+                damaged = [(container.LATENT_SECTION, shorter if j == i else s) for j, s in enumerate(latents)]
+                with pytest.raises(FormatError, match="entropy-coded section"):
+                    nic.decompress(container.pack(h, damaged + rest))
+                cut += 1
+    assert cut >= 20 and not no_synthesis

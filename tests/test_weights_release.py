@@ -137,3 +137,19 @@ def test_a_config_too_large_for_its_file_is_refused_before_building():
     bad_meta = struct.pack("<Q", 2) + b"{}"
     with pytest.raises(NicError, match="x.safetensors: not a nic weights file"):
         registry.from_bytes("x", bad_meta, source="x.safetensors")
+
+
+def test_golden_files_decode_after_the_default_weights_are_replaced(tmp_path, monkeypatch):
+    """The next release ships a retrained default: files of this release must not notice."""
+    weights = tmp_path / "weights"
+    shutil.copytree(registry.WEIGHTS_DIR, weights)
+    monkeypatch.setattr(store, "WEIGHTS_DIR", weights)
+    store.install(weights, "hyperprior", retrained(SHIPPED.read_bytes()), b"{}", force=True)
+    golden = DATA / "golden"
+    cases = [c for c in json.loads((golden / "manifest.json").read_text())["files"] if c["model"] == "hyperprior"]
+    assert cases
+    for case in cases:
+        data = (golden / case["nic"]).read_bytes()
+        assert container.unpack(data)[0].weights_hash != registry.weights_hash_of(weights / "hyperprior.safetensors")
+        with Image.open(golden / case["png"]) as png:
+            assert np.array_equal(np.asarray(nic.decompress(data)), np.asarray(png))

@@ -66,7 +66,7 @@ def test_a_failing_write_is_one_clear_line_and_leaves_nothing(workdir):
             "from nic.cli import main; sys.exit(main(['compress', 'photo.png', '-o', 'out.nic']))")
     r = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr
-    assert r.stderr.strip().splitlines() == [f"nic: error: out.nic: cannot write (File too large)"]
+    assert r.stderr.strip().splitlines() == ["nic: error: out.nic: cannot write (File too large)"]
     assert sorted(p.name for p in workdir.iterdir()) == ["photo.png"]
 
 

@@ -10,7 +10,10 @@ table's first symbol. So a stream must prove that it holds every symbol. Streams
 decoder stops at the first group that finds the coder empty, then requires the exact
 terminator and an empty coder after it. Version 1 streams have no terminator; for them the
 coder may not be empty before the stream's final symbol (an encoder leaves it empty earlier
-only when every remaining symbol is the first of its table, which has probability 2**-24).
+only when every remaining symbol is the first of its table, which has probability 2**-24),
+and that symbol may not be one of a table's far-tail bins (count below 16 of 2**24), where a
+stream that lost words comes to rest: a real file ends there with a probability under 1.3e-4
+(the largest mass such bins have in any shipped table).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ Uniform = constriction.stream.model.Uniform
 _SIGN, _LENGTH = Uniform(2), Uniform(64)
 _CHUNK = 16  # escape value bits are coded 16 at a time
 _MAX_ESCAPE_BITS = 24  # no model produces a latent beyond 2**24; the encoder refuses one
+_V1_TAIL_COUNT = 16  # a version 1 stream may not end on a bin of fewer counts (escape excepted)
 TERMINATOR = np.array([0x4E49, 0x4332], dtype=np.int32)  # "NIC2", after a stream's last symbol
 _TERMINATOR_MODEL = Uniform(1 << 16)
 _version: ContextVar[int] = ContextVar("stream_version", default=2)
@@ -127,10 +131,12 @@ def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
             _require_data(coder)
             if terminated or g < len(groups) - 1:
                 v = coder.decode(dists[k], len(pos)).astype(np.int64)
-            else:  # version 1: the stream's final symbol must still find data
+            else:  # version 1: the stream's final symbol must still find data, and not rest in a tail
                 v = coder.decode(dists[k], len(pos) - 1).astype(np.int64)
                 _require_data(coder)
                 v = np.append(v, coder.decode(dists[k], 1).astype(np.int64))
+                if v[-1] != n and t.counts[t.starts[k] + v[-1]] < _V1_TAIL_COUNT:
+                    raise FormatError("entropy-coded section ends before its last symbol (truncated or damaged)")
             for j in np.nonzero(v == n)[0].tolist():
                 sign = int(coder.decode(_SIGN, 1)[0])
                 nbits = int(coder.decode(_LENGTH, 1)[0])
