@@ -8,8 +8,9 @@ import json
 import pytest
 
 import nic
-from nic import container, tiling
+from nic import container
 from nic.errors import FormatError
+from nic.models import tiling
 from tests.conftest import DATA
 
 
