@@ -62,6 +62,7 @@ def _info(args: argparse.Namespace) -> None:
     print(f"quality:     {h.quality}")
     print(f"image:       {h.width}x{h.height}, {h.channels} channel(s){' grey' if h.grey else ''}, "
           f"source {h.bit_depth}-bit, EXIF orientation {h.orientation} applied")
+    print(f"folded:      {f'in strips of {h.fold} px' if h.fold else 'no'}")
     print("sections:    " + ", ".join(f"{kinds.get(k, k)} {n} B" for k, n in h.sections))
 
 

@@ -11,22 +11,17 @@ import io
 import numpy as np
 from PIL import Image
 
-from nic import container
+from nic import container, geometry
 from nic.container import ALPHA_SECTION, LATENT_SECTION, Header
 from nic.entropy import coder
 from nic.errors import FormatError, NicError
+from nic.geometry import Layout
 from nic.io import Picture, check_size, max_pixels
 from nic.models import registry
 from nic.models.base import Analysis
 from nic.models.registry import LoadedModel
 from nic.quality import DEFAULT_QUALITY, QUALITIES, check_quality
 from nic.sizing import largest_within
-
-
-def pad(rgb: np.ndarray, multiple: int) -> np.ndarray:
-    """Edge-replicate the right and bottom of an (H, W, 3) image up to multiples of `multiple`."""
-    h, w = rgb.shape[:2]
-    return np.pad(rgb, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
 
 
 def _encode_alpha(alpha: np.ndarray) -> bytes:
@@ -58,18 +53,23 @@ def resolve_model(model: str | LoadedModel | None) -> LoadedModel:
     return registry.load(model or registry.DEFAULT_MODEL)
 
 
-def _analyse(lm: LoadedModel, picture: Picture) -> Analysis:
-    """The quality-independent half of encoding, done once per picture."""
+def _analyse(lm: LoadedModel, picture: Picture) -> tuple[Layout, Analysis]:
+    """The quality-independent half of encoding, done once per picture: the layout (padding,
+    folding), checked against the pixel limit as the decoder will check it, and the analysis."""
     check_size(picture.width, picture.height, "image")
-    return lm.model.analyse(pad(picture.rgb, lm.model.downsampling))
+    layout = geometry.plan(picture.width, picture.height, lm.model.downsampling)
+    geometry.check_work(layout, max_pixels(), lm.model.decode_cost)
+    return layout, lm.model.analyse(geometry.arrange(picture.rgb, layout))
 
 
-def _pack(lm: LoadedModel, picture: Picture, quality: int, analysis: Analysis) -> bytes:
+def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layout, Analysis]) -> bytes:
+    layout, analysis = analysed
     sections = [(LATENT_SECTION, s) for s in lm.model.code(analysis, quality)]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
-                    picture.channels, picture.pixels.shape[2] == 1, picture.bit_depth, picture.orientation)
+                    picture.channels, picture.pixels.shape[2] == 1, picture.bit_depth, picture.orientation,
+                    layout.fold)
     data = container.pack(header, sections)
     container.unpack(data)  # cheap, and it proves the reader accepts what was written
     return data
@@ -112,10 +112,10 @@ def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
     latents = [s for kind, s in sections if kind == LATENT_SECTION]
     alphas = [s for kind, s in sections if kind == ALPHA_SECTION]
     has_alpha = header.channels in (2, 4)
-    d = lm.model.downsampling
+    layout = geometry.from_header(header.width, header.height, header.fold, lm.model.downsampling)
+    geometry.check_work(layout, max_pixels(), lm.model.decode_cost)
     with coder.stream_version(header.version):
-        rgb = lm.model.decompress(latents, -(-header.height // d) * d, -(-header.width // d) * d, header.quality)
-    rgb = rgb[:header.height, :header.width]
+        rgb = geometry.restore(lm.model.decompress(latents, *layout.padded, header.quality), layout)
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None

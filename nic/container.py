@@ -26,7 +26,7 @@ LATENT_SECTION, ALPHA_SECTION = 0, 1
 SECTION_KINDS = (LATENT_SECTION, ALPHA_SECTION)
 ORIENTATIONS = range(1, 9)
 
-# magic, version, flags, quality, channels, bit depth, orientation, width, height, tile,
+# magic, version, flags, quality, channels, bit depth, orientation, width, height, fold,
 # weights hash, model-name length
 _FIXED = struct.Struct("<4sBBBBBBIII8sB")
 _SECTION = struct.Struct("<BI")  # kind, length
@@ -47,7 +47,7 @@ class Header:
     grey: bool = False
     bit_depth: int = 8
     orientation: int = 1
-    tile: int = 0  # reserved in versions 1 and 2: always 0
+    fold: int = 0  # strip length of a folded thin image (nic/geometry.py); 0 = not folded, always in version 1
     sections: list[tuple[int, int]] = field(default_factory=list)  # (kind, length), filled by pack
     version: int = VERSION
 
@@ -78,8 +78,8 @@ def check(h: Header, flags: int = 0, max_pixels: int | None = None) -> None:
                           f"which no version {h.version} file has")
     if h.orientation not in ORIENTATIONS:
         raise FormatError(f"header has EXIF orientation {h.orientation} (1 to 8)")
-    if h.tile != 0:
-        raise FormatError(f"header has tile {h.tile}; this field is reserved and must be 0")
+    if h.fold != 0 and h.version == 1:
+        raise FormatError(f"header has fold {h.fold}; version 1 files are never folded")
 
 
 def _check_sections(h: Header, kinds: list[int]) -> None:
@@ -104,7 +104,7 @@ def pack(header: Header, sections: list[tuple[int, bytes]]) -> bytes:
     name = header.model.encode("ascii")
     parts = [
         _FIXED.pack(MAGIC, header.version, FLAG_GREY if header.grey else 0, header.quality, header.channels,
-                    header.bit_depth, header.orientation, header.width, header.height, header.tile,
+                    header.bit_depth, header.orientation, header.width, header.height, header.fold,
                     header.weights_hash, len(name)),
         name, _COUNT.pack(len(sections)),
         *(_SECTION.pack(kind, len(data)) for kind, data in sections),
@@ -130,7 +130,7 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[tup
     body, (crc,) = data[:-_CRC.size], _CRC.unpack(data[-_CRC.size:])
     if zlib.crc32(body) != crc:
         raise FormatError("checksum mismatch: the .nic file is damaged or truncated")
-    (_, version, flags, quality, channels, bit_depth, orientation, width, height, tile, whash,
+    (_, version, flags, quality, channels, bit_depth, orientation, width, height, fold, whash,
      name_len) = _FIXED.unpack_from(body)
     pos = _FIXED.size
     if pos + name_len + _COUNT.size > len(body):
@@ -143,7 +143,7 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[tup
     (count,) = _COUNT.unpack_from(body, pos)
     pos += _COUNT.size
     header = Header(model, whash, quality, width, height, channels, bool(flags & FLAG_GREY), bit_depth,
-                    orientation, tile, version=version)
+                    orientation, fold, version=version)
     check(header, flags, max_pixels)
     if count > MAX_SECTIONS or pos + count * _SECTION.size > len(body):
         raise FormatError(f"header claims {count} sections, more than the file holds")

@@ -85,7 +85,7 @@ ILLEGAL = [
     (dict(orientation=0), "orientation 0"), (dict(orientation=9), "orientation 9"),
     (dict(width=0), "0x48"),
     (dict(model="../etc"), "not a model name"), (dict(model=""), "not a model name"),
-    (dict(tile=64), "tile 64"),
+    (dict(fold=64, version=1), "fold 64"),
 ]
 
 
@@ -99,7 +99,7 @@ def test_illegal_header_values_are_neither_written_nor_read(fields, message):
     forged = bytearray(good[:-4])
     flags = 1 if h.grey else 0
     struct.pack_into("<BBBBBBIII", forged, 4, h.version, flags, h.quality, h.channels, h.bit_depth,
-                     h.orientation, h.width, h.height, h.tile)
+                     h.orientation, h.width, h.height, h.fold)
     if h.model != "hyperprior":
         name = h.model.encode()
         forged = forged[:30] + bytes([len(name)]) + name + forged[31 + len("hyperprior"):]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nic
-from nic import codec, container
+from nic import container, geometry
 from nic.eval.metrics import psnr
 from nic.models import registry
 from nic.models.base import CompressionModel
@@ -54,7 +54,7 @@ def test_every_architecture_implements_the_model_contract(architecture, photo2):
     assert lmbda.shape == (2,) and lmbda[0] <= lmbda[1]
     model.eval()
     model.load_coding(model.export_coding())
-    image = codec.pad(photo2, model.downsampling)
+    image = geometry.arrange(photo2, geometry.plan(photo2.shape[1], photo2.shape[0], model.downsampling))
     streams = model.compress(image, 50)
     assert streams and all(isinstance(s, bytes) for s in streams)
     assert model.decompress(streams, *image.shape[:2], 50).shape == image.shape

@@ -41,6 +41,9 @@ class CompressionModel(nn.Module, ABC):
     """Every architecture: a training forward pass, its rate schedule, export, and coding."""
 
     downsampling: ClassVar[int]  # image sides are padded to a multiple of this before coding
+    # Decoding work per pixel relative to the default model: the pixel limit (NIC_MAX_PIXELS)
+    # bounds padded pixels times this, so no model's decoder can be made to work longer.
+    decode_cost: ClassVar[float] = 1.0
     # Decoder networks that run as exact integer networks when coding ({attribute: fractional
     # bits of its input}); the weights file stores them only in that form.
     integer_nets: ClassVar[dict[str, int]] = {}

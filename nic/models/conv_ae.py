@@ -22,6 +22,7 @@ from nic.models.rate import GainTable
 
 class ConvAutoencoder(FactorizedLatentCodec):
     downsampling = 4
+    decode_cost = 1.2  # decode time per pixel / hyperprior's (one thread, 512x512)
     latent_stride = 4
 
     def __init__(self, width: int = 64, latent: int = 16, levels: int = 8,
