@@ -1,8 +1,10 @@
 """Folders in, folders out: `nic compress DIR -o OUT` and `nic decompress DIR -o OUT`.
 
 Files are coded by a pool of worker processes (one torch thread each); a file that fails is
-reported and the batch goes on; outputs that already exist are skipped, so an interrupted
-batch is finished by running it again (every output is written atomically).
+reported and the batch goes on; outputs that already exist with the same settings are
+skipped, so an interrupted batch is finished by running it again (every output is written
+atomically, never over a file without --force); what else happens to existing outputs is
+decided up front (`batch_plan.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nic import io
+from nic.batch_plan import decide
 from nic.errors import NicError
 from nic.io import IMAGE_SUFFIXES
 
@@ -61,19 +65,32 @@ def pairs(kind: str, src_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
 def code_folder(kind: str, src_dir: Path, out_dir: Path, options: dict, jobs: int = 0,
                 progress: bool = True) -> Summary:
     """Compress or decompress every file of `src_dir` into `out_dir`; returns what happened to each."""
+    if jobs < 0:
+        raise NicError(f"--jobs must be 0 (one per core) or more, got {jobs}")
     found = pairs(kind, src_dir, out_dir)
     if not found:
         raise NicError(f"{src_dir}: no {'images' if kind == 'compress' else '.nic files'} found")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NicError(f"{out_dir}: cannot create ({e.strerror})") from None
+    io.check_folder(out_dir)  # a read-only or full disk is said now, not after the work
+    for folder in {dst.parent for _, dst in found if dst.parent.is_dir()}:
+        io.remove_stale_temps(folder)
     summary = Summary()
     todo = []
-    for src, dst in found:
-        if dst.exists() and not options.get("force"):
+    for d in decide(kind, found, src_dir, out_dir, options):
+        if d.action == "skip":
             summary.skipped += 1
+        elif d.action == "refuse":
+            summary.failed.append((str(d.src), d.reason))
         else:
-            todo.append((src, dst))
+            todo.append((d.src, d.dst))
     jobs = jobs or min(len(todo), os.cpu_count() or 1) or 1
     with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool, \
             tqdm(total=len(todo), disable=not progress, unit="file", dynamic_ncols=True) as bar:
+        for _, reason in summary.failed:
+            bar.write(f"nic: failed: {reason}")
         futures = {pool.submit(_job, kind, src, dst, options): src for src, dst in todo}
         for future in as_completed(futures):
             error = future.result()

@@ -7,6 +7,7 @@ output is refused unless forced, before any work is done.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +32,20 @@ class Compressed:
         return self.size * 8 / (self.width * self.height)
 
 
+def _not_the_input(src: Path, dst: Path) -> None:
+    """An output never replaces its input, --force or not."""
+    try:
+        same = os.path.samefile(src, dst)
+    except OSError:  # one of them does not exist (yet)
+        same = False
+    if same:
+        raise NicError(f"{dst}: is the input file; nic never writes over its input")
+
+
 def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: float | None = None,
                   model: str | None = None, force: bool = False) -> Compressed:
     """An image file -> a .nic file, at `quality` or at the largest size within `bpp`."""
+    _not_the_input(src, dst)
     io.check_writable(dst, force)
     picture = io.read_image(src)
     if bpp is not None:
@@ -46,6 +58,7 @@ def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: flo
 
 def decompress_file(src: Path, dst: Path, force: bool = False) -> io.Picture:
     """A .nic file -> an image file, in the format its suffix names (PNG for .png or none)."""
+    _not_the_input(src, dst)
     io.check_writable(dst, force)
     picture = codec.decode(container.read(src, io.max_pixels()))
     suffix = dst.suffix.lower()

@@ -311,6 +311,13 @@ def _write_problem(folder: Path) -> str | None:
     return None if os.access(folder, os.W_OK) else "permission denied"
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse a folder on a read-only or full disk, or one nic may not write to."""
+    problem = _write_problem(folder)
+    if problem:
+        raise NicError(f"{folder}: cannot write here ({problem})")
+
+
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
     """Refuse, before any work is done: an output that exists without --force (a dangling
     symlink too), a folder, a missing folder, a folder on a read-only or full disk."""
@@ -321,9 +328,7 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
         raise NicError(f"{path}: is a directory")
     if not path.parent.is_dir():
         raise NicError(f"{path.parent}: no such directory")
-    problem = _write_problem(path.parent)
-    if problem:
-        raise NicError(f"{path.parent}: cannot write here ({problem})")
+    check_folder(path.parent)
     return path
 
 
