@@ -256,3 +256,48 @@ def test_holdout_keeps_whole_source_photos_out_of_training(tmp_path):
     assert len(photos) == 2
     images, skipped = load_sources([str(folder)], 512, 4)
     assert skipped == held and len(images) == 6
+
+
+def test_dihedral_augment_draws_all_eight_flips_and_turns_of_a_crop():
+    from nic.train.data import CropSampler
+
+    img = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)  # every pixel distinct
+    whole = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    views = {(k, f): whole.flip(2).rot90(k, (1, 2)) if f else whole.rot90(k, (1, 2))
+             for k in range(4) for f in (0, 1)}
+    seen = set()
+    for aug in ("flip", "dihedral"):
+        sampler = CropSampler([img], 8, torch.device("cpu"), augment=aug)
+        for step in range(40):
+            batch = sampler.batch(2, sampler.generator(step))
+            for crop in batch:
+                match = [key for key, v in views.items() if torch.equal(v, crop)]
+                assert len(match) == 1
+                seen.add((aug, match[0]))
+    assert {key for aug, key in seen if aug == "flip"} == {(0, 0), (0, 1)}
+    assert {key for aug, key in seen if aug == "dihedral"} == set(views)
+    with pytest.raises(NicError, match="data.augment"):
+        CropSampler([img], 8, torch.device("cpu"), augment="rotate")
+
+
+def test_balance_sets_how_samples_at_different_lambdas_are_weighed():
+    from nic.train.loss import rd_loss
+
+    x = torch.rand(2, 3, 8, 8)
+    out = {"x_hat": x + 0.01 * torch.randn_like(x), "bits": torch.tensor([10.0, 100.0])}
+    lmbda = torch.tensor([0.001, 0.1])
+    bpp = out["bits"] / 64
+    dist = 255**2 * (out["x_hat"] - x).square().mean((1, 2, 3))
+    per_sample = bpp + lmbda * dist
+    for balance in (0.0, 0.5, 1.0):
+        weight = (lmbda.mean() / lmbda) ** balance
+        expected = (weight * per_sample).mean()
+        assert torch.allclose(rd_loss(x, out, lmbda, balance=balance)["loss"], expected)
+
+
+def test_a_run_saved_before_a_config_key_existed_resumes_with_its_default():
+    old = resolve(None, TINY)
+    del old["data"]["augment"], old["optim"]["balance"]
+    cfg = resolve(None, ["optim.steps=7"], old)
+    assert cfg["data"]["augment"] == "flip" and cfg["optim"]["balance"] == 0.5
+    assert cfg["model"]["N"] == 16 and cfg["optim"]["steps"] == 7

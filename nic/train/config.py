@@ -13,9 +13,9 @@ from nic.errors import NicError
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"architecture": "hyperprior"},  # the rest: the architecture's own defaults
     "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512,
-             "holdout": 0},
+             "holdout": 0, "augment": "flip"},
     "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "clip": 1.0,
-              "metric": "mse"},
+              "metric": "mse", "balance": 0.5},
     "run": {"seed": 0, "init": "", "device": "auto", "threads": 0, "precision": "auto",
             "channels_last": "auto", "compile": False, "log_every": 50,
             "checkpoint_every": 500,
@@ -33,9 +33,13 @@ def _parse_value(text: str) -> Any:
 
 def resolve(path: str | Path | None = None, overrides: list[str] = (),
             base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Defaults (or `base`, e.g. a checkpoint's config), then the TOML file, then
-    `section.key=value` overrides, each checked against the known keys."""
-    cfg = copy.deepcopy(base or DEFAULTS)
+    """Defaults, then `base` (e.g. a checkpoint's config), then the TOML file, then
+    `section.key=value` overrides, each checked against the known keys.
+
+    A run saved before a key existed gets its default, which is what that run did."""
+    cfg = copy.deepcopy(DEFAULTS)
+    for section, table in (base or {}).items():
+        cfg.setdefault(section, {}).update(copy.deepcopy(table))
     layers: list[tuple[str, str, Any]] = []
     if path is not None:
         try:

@@ -127,15 +127,22 @@ def load_sources(sources: list[str], max_side: int = 512,
     return images, skip
 
 
+AUGMENTS = ("flip", "dihedral")
+
+
 class CropSampler:
-    """Random crops with horizontal flips, drawn reproducibly from in-memory uint8 images.
+    """Random crops, drawn reproducibly from in-memory uint8 images, with horizontal flips
+    ("flip") or any of the 8 flips and quarter turns of a square ("dihedral").
 
     When all images share one size they are stacked into one tensor, which can live on the GPU
     so that cropping and flipping never leave it.
     """
 
-    def __init__(self, images: list[np.ndarray], crop: int, device: torch.device, seed: int = 0):
-        self.crop, self.device, self.seed = crop, device, seed
+    def __init__(self, images: list[np.ndarray], crop: int, device: torch.device, seed: int = 0,
+                 augment: str = "flip"):
+        if augment not in AUGMENTS:
+            raise NicError(f"data.augment must be one of {', '.join(AUGMENTS)}, not {augment!r}")
+        self.crop, self.device, self.seed, self.augment = crop, device, seed, augment
         # Images smaller than the crop are padded by edge replication (e.g. CIFAR's 32x32).
         padded = [self._pad(a) for a in images]
         if len({a.shape for a in padded}) == 1:
@@ -167,4 +174,7 @@ class CropSampler:
             oy, ox = int(uy * (h - c + 1)), int(ux * (w - c + 1))
             patch = img[:, oy:oy + c, ox:ox + c]
             crops.append(patch.flip(2) if uf < 0.5 else patch)
+        if self.augment == "dihedral":  # a quarter turn of each crop, drawn after the crops
+            turns = torch.randint(4, (size,), generator=gen).tolist()
+            crops = [p.rot90(k, (1, 2)) for p, k in zip(crops, turns, strict=True)]
         return torch.stack(crops).to(self.device, non_blocking=True).float().div_(255)

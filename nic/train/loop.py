@@ -81,7 +81,7 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
 
     # The data: every batch is a pure function of seed, step and rank, so resume is exact.
     images, held_out = load_sources(dcfg["sources"], dcfg["max_side"], dcfg["holdout"])
-    sampler = CropSampler(images, dcfg["crop"], device, rcfg["seed"])
+    sampler = CropSampler(images, dcfg["crop"], device, rcfg["seed"], dcfg["augment"])
     per_rank = max(1, dcfg["batch"] // world)
 
     def batch(at: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +95,7 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
         x, t = batch(0)
         with p.autocast(device):
             out = net(p.layout(x), t)
-        rd_loss(x, out, net.lmbda(t), ocfg["metric"])["loss"].backward()
+        rd_loss(x, out, net.lmbda(t), ocfg["metric"], ocfg["balance"])["loss"].backward()
 
     options, note = candidates(rcfg["precision"], rcfg["channels_last"], device)
     precision, timings = fastest(options, trial, model)
@@ -138,7 +138,7 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
             group["lr"] = lr
         with precision.autocast(device):
             out = fwd(precision.layout(x), t)
-        m = rd_loss(x, out, model.lmbda(t), ocfg["metric"])
+        m = rd_loss(x, out, model.lmbda(t), ocfg["metric"], ocfg["balance"])
         opt.zero_grad(set_to_none=True)
         m["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), ocfg["clip"])
