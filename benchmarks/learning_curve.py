@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import torch
+from checkpoints_eval import held_out, measure
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,36 +28,22 @@ def main() -> None:
     p.add_argument("--qualities", default="1,10,25,50,75,90,100")
     p.add_argument("--validation", action="store_true", help="measure on the run's held-out patches instead")
     p.add_argument("--images", type=int, default=0, help="only the first N images (0: all)")
+    p.add_argument("--jobs", type=int, default=2, help="nic eval worker processes")
     p.add_argument("--results", default="results/learning-curve")
     p.add_argument("--out", default="benchmarks/results/learning_curve.json")
     args = p.parse_args()
-    from nic.train.export import export
-
     run = Path(args.run)
-    points = sorted(run.glob("snapshots/*.pt")) + [run / "checkpoint.pt"]
-    with tempfile.TemporaryDirectory() as models, tempfile.TemporaryDirectory() as subset:
-        data = Path(args.data)
-        files = sorted(data.glob("*.png"))
-        if args.validation:
-            files = [Path(line) for line in (run / "validation.txt").read_text().splitlines()]
-            args.data = f"{run / 'validation.txt'} ({len(files)} held-out images)"
-        if args.images or args.validation:  # link the images into a folder of their own
-            for f in files[:args.images or None]:
-                (Path(subset) / f.name).symlink_to(f.resolve())
-            data = Path(subset)
-        names = {}
-        for ckpt in points:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            name = f"{run.name}-{state['step']}"
-            if name not in names:
-                export(ckpt, name, Path(models))
-                names[name] = {"step": state["step"], "hours": state["elapsed"] / 3600,
-                               "hardware": state["hardware"]}
-        spec = ",".join(f"{n}:{args.qualities}" for n in names)
-        subprocess.run([sys.executable, "-m", "nic", "eval", str(data), "--out", args.results, "--models", spec,
-                        "--codecs", "jpeg", "--metrics", "psnr", "--published", "none"],
-                       check=True, env=dict(os.environ, NIC_MODEL_DIR=models))
-    bd = json.loads((Path(args.results) / "results.json").read_text())["bdrate"]["psnr"]["jpeg"]
+    files = sorted(Path(args.data).glob("*.png"))
+    if args.validation:
+        files = held_out(run)
+        args.data = f"{run / 'validation.txt'} ({len(files)} held-out images)"
+    points, names = {}, {}
+    for ckpt in sorted(run.glob("snapshots/*.pt")) + [run / "checkpoint.pt"]:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        name = f"{run.name}-{state['step']}"
+        points[name] = ckpt
+        names[name] = {"step": state["step"], "hours": state["elapsed"] / 3600, "hardware": state["hardware"]}
+    bd = measure(points, files[:args.images or None], args.qualities, Path(args.results), args.jobs)["psnr"]["jpeg"]
     print(f"{'model':>28} {'step':>7} {'hours':>6}  BD-rate vs JPEG")
     for name, info in names.items():
         info["bd_rate_vs_jpeg"] = bd[name]["bd_rate"]
