@@ -58,3 +58,18 @@ def test_every_architecture_implements_the_model_contract(architecture, photo2):
     streams = model.compress(image, 50)
     assert streams and all(isinstance(s, bytes) for s in streams)
     assert model.decompress(streams, *image.shape[:2], 50).shape == image.shape
+
+
+def test_the_same_weights_serialize_to_the_same_bytes_every_time():
+    """The weights hash names the weights in every .nic header, so it must not depend on the
+    export (safetensors writes its metadata in a randomly seeded hash-map order)."""
+    from nic.models.weights import deserialize, serialize
+
+    torch.manual_seed(0)
+    model = registry.build(architecture="hyperprior", N=16, M=16)
+    config = {"architecture": "hyperprior", "N": 16, "M": 16}
+    files = {serialize(model, config) for _ in range(8)}
+    assert len(files) == 1
+    tensors, read_config = deserialize(files.pop(), "test")
+    assert read_config == config and set(tensors) >= set(model.state_dict()) - {
+        k for k in model.state_dict() if k.startswith(model.integer_only)}

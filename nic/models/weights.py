@@ -35,7 +35,21 @@ def serialize(model: CompressionModel, config: dict) -> bytes:
         is_kernel = k.endswith(".weight") and v.dim() == 4 and "gamma" not in k
         tensors[k] = (v.half() if is_kernel else v).contiguous()
     tensors |= {k: v.contiguous() for k, v in model.export_coding().items()}
-    return st_save(tensors, metadata={"format": FORMAT, "config": json.dumps(config)})
+    return _canonical(st_save(tensors, metadata={"format": FORMAT, "config": json.dumps(config)}))
+
+
+def _canonical(data: bytes) -> bytes:
+    """The same file with its header's metadata keys in sorted order.
+
+    safetensors writes metadata in hash-map order, which changes from process to process; the
+    weights hash names the weights in every .nic header, so the same weights must give the
+    same bytes."""
+    (n,) = struct.unpack_from("<Q", data)
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors keeps the tensor data 8-byte aligned
+    return struct.pack("<Q", len(text)) + text + data[8 + n:]
 
 
 def deserialize(data: bytes, what: str) -> tuple[dict[str, torch.Tensor], dict]:
