@@ -1,20 +1,30 @@
 """Encode / decode time and peak memory of nic (and classic codecs) on this CPU.
 
-Each measurement runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is
-its own; the import baseline is reported beside it. Prints a table, writes JSON.
+Each measurement runs in a fresh subprocess, so that its peak resident memory (ru_maxrss) is its
+own and a decode starts as a user's does: from a file, in a process that has not encoded it.
+Three times per codec and size:
+  - encode / decode: in-process, model already loaded (imports and weights excluded); the
+    median of --repeat runs (one run for images over 4 megapixels), the first run included;
+  - first decode: the first of those runs (kernels compiled, buffers first touched);
+  - cli: `nic compress` / `nic decompress` end to end, wall time of the whole command (Python
+    start-up, imports, loading the weights, reading and writing the files: PNG out).
+Codec `nic` decodes with the fast float synthesis (the default), `nic-exact` with --exact.
+Prints a table, writes JSON.
 
     python benchmarks/speed.py                      # nic default model, 768x512
-    python benchmarks/speed.py --sizes 768x512 2048x1536 6000x4000 --codecs nic jpeg webp avif
+    python benchmarks/speed.py --sizes 768x512 2048x1536 6000x4000 --codecs nic nic-exact jpeg webp avif
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +34,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "assets" / "kodim23.png"
 CLASSIC_QUALITY = {"jpeg": 75, "webp": 75, "avif": 60, "jp2": 40, "jxl": 75, "heic": 60}
+BIG = 4_000_000  # pixels: above this, one run
 
 
 def test_image(width: int, height: int) -> np.ndarray:
@@ -34,8 +45,9 @@ def test_image(width: int, height: int) -> np.ndarray:
     return np.asarray(img.resize((width, height), Image.Resampling.LANCZOS))
 
 
-def worker(codec: str, path: str, op: str, repeat: int, quality: int, threads: int) -> dict:
-    """Runs inside the subprocess: time `op` (encode or decode) and report peak memory."""
+def worker(codec: str, image: str, coded: str, op: str, repeat: int, quality: int, threads: int) -> dict:
+    """Runs inside the subprocess: encode `image` into `coded`, or decode `coded`, `repeat`
+    times; the time of each run and the peak memory."""
     import torch
 
     if threads:
@@ -44,29 +56,41 @@ def worker(codec: str, path: str, op: str, repeat: int, quality: int, threads: i
     from nic.eval import classic
     from nic.io import picture_from_array
 
-    rgb = np.load(path)
+    learned = codec.startswith("nic")
+    if learned:
+        nic_codec.resolve_model(None)  # load the weights outside the timed region
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if codec == "nic":
+    if op == "encode":
+        rgb = np.load(image)
         pic = picture_from_array(rgb)
-        nic_codec.resolve_model(None)  # load weights outside the timed region
-        enc = lambda: nic_codec.encode(pic, quality)  # noqa: E731
-        data = enc()
-        dec = lambda: nic_codec.decode(data)  # noqa: E731
+        fn = (lambda: nic_codec.encode(pic, quality)) if learned else \
+            (lambda: classic.encode(codec, rgb, CLASSIC_QUALITY[codec]))
     else:
-        q = CLASSIC_QUALITY[codec]
-        enc = lambda: classic.encode(codec, rgb, q)  # noqa: E731
-        data = enc()
-        dec = lambda: classic.decode(data)  # noqa: E731
-    fn = enc if op == "encode" else dec
+        data = Path(coded).read_bytes()
+        fn = (lambda: nic_codec.decode(data, exact=codec == "nic-exact")) if learned else \
+            (lambda: classic.decode(data))
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
-        fn()
+        out = fn()
         times.append(time.perf_counter() - t)
+    if op == "encode":
+        Path(coded).write_bytes(out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": min(times), "seconds_median": float(np.median(times)), "peak_rss_mb": peak / 1024,
-            "baseline_rss_mb": baseline / 1024, "bytes": len(data),
-            "bpp": len(data) * 8 / (rgb.shape[0] * rgb.shape[1])}
+    return {"seconds_median": float(np.median(times)), "seconds_min": min(times), "seconds_first": times[0],
+            "runs": len(times), "peak_rss_mb": peak / 1024, "baseline_rss_mb": baseline / 1024}
+
+
+def cli_seconds(codec: str, image: Path, coded: Path, op: str, threads: int) -> float:
+    """Wall time of one `nic compress` / `nic decompress` command, start-up to exit."""
+    out = coded.with_suffix(".png")
+    args = ["compress", str(image), "-o", str(coded)] if op == "encode" else \
+        ["decompress", str(coded), "-o", str(out)] + (["--exact"] if codec == "nic-exact" else [])
+    env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "nic", *args, "--force"], check=True, capture_output=True,
+                   env={**os.environ, **env})
+    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -76,47 +100,59 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["768x512"])
     p.add_argument("--codecs", nargs="+", default=["nic"])
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="nic quality")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--out", default="benchmarks/results/speed.json")
-    p.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        codec, path, op, repeat, quality, threads = args.worker
-        print(json.dumps(worker(codec, path, op, int(repeat), int(quality), int(threads))))
+        codec, image, coded, op, repeat, quality, threads = args.worker
+        print(json.dumps(worker(codec, image, coded, op, int(repeat), int(quality), int(threads))))
         return
-
-    import tempfile
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             w, h = map(int, size.lower().split("x"))
-            path = Path(tmp) / f"{size}.npy"
-            np.save(path, test_image(w, h))
-            repeat = args.repeat if w * h < 4_000_000 else 1
+            array, png = Path(tmp) / f"{size}.npy", Path(tmp) / f"{size}.png"
+            np.save(array, test_image(w, h))
+            Image.fromarray(np.load(array)).save(png)
+            repeat = args.repeat if w * h < BIG else 1
             for codec in args.codecs:
+                coded = Path(tmp) / f"{size}-{codec}.bin"
                 row = {"codec": codec, "size": size}
                 for op in ("encode", "decode"):
-                    cmd = [sys.executable, __file__, "--worker", codec, str(path), op, str(repeat),
+                    cmd = [sys.executable, __file__, "--worker", codec, str(array), str(coded), op, str(repeat),
                            str(args.quality), str(args.threads)]
                     res = subprocess.run(cmd, capture_output=True, text=True)
                     if res.returncode != 0:
                         row[op] = {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
-                    else:
-                        row[op] = json.loads(res.stdout)
+                        continue
+                    row[op] = json.loads(res.stdout)
+                    if codec.startswith("nic"):
+                        row[op]["cli_seconds"] = cli_seconds(codec, png, coded.with_suffix(".nic"), op, args.threads)
+                row["bytes"] = coded.stat().st_size if coded.exists() else None
+                row["bpp"] = row["bytes"] * 8 / (w * h) if row["bytes"] else None
                 rows.append(row)
-                e, d = row["encode"], row["decode"]
-                fmt = lambda r: (f"{r['seconds']:8.3f} s {r['peak_rss_mb']:8.0f} MB"  # noqa: E731
-                                 if "seconds" in r else f"{r['error'][:30]:>22}")
-                print(f"{codec:6} {size:>10}  bpp {e.get('bpp', float('nan')):6.3f}  encode {fmt(e)}  "
-                      f"decode {fmt(d)}", flush=True)
+                print(format_row(row), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version(),
-            "threads": args.threads or "default", "note": "seconds = best of repeats; peak_rss_mb includes imports"}
+            "threads": args.threads or "default",
+            "note": "seconds_median over runs (first included), model loaded beforehand; seconds_first: first "
+                    "run in a fresh process; cli_seconds: the whole nic command; peak_rss_mb includes imports"}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def format_row(row: dict) -> str:
+    def cell(r: dict) -> str:
+        if "error" in r:
+            return f"{r['error'][:40]:>40}"
+        cli = f"  cli {r['cli_seconds']:6.2f} s" if "cli_seconds" in r else ""
+        return (f"{r['seconds_median']:8.3f} s (first {r['seconds_first']:.3f}){cli} {r['peak_rss_mb']:6.0f} MB")
+    bpp = f"{row['bpp']:6.3f}" if row["bpp"] else "   nan"
+    return f"{row['codec']:9} {row['size']:>10}  bpp {bpp}  encode {cell(row['encode'])}  decode {cell(row['decode'])}"
 
 
 if __name__ == "__main__":

@@ -42,9 +42,9 @@ def _decompress(args: argparse.Namespace) -> None:
 
     src = Path(args.input)
     if src.is_dir():
-        return _batch("decompress", args, dict(force=args.force))
+        return _batch("decompress", args, dict(force=args.force, exact=args.exact))
     out = Path(args.output) if args.output else src.with_suffix(".png")
-    picture = decompress_file(src, out, args.force)
+    picture = decompress_file(src, out, args.force, exact=args.exact)
     print(f"{out}: {picture.width}x{picture.height}")
 
 
@@ -157,6 +157,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("input", help="a .nic file, or a folder (then -o names the output folder)")
     d.add_argument("-o", "--output")
     d.add_argument("--force", action="store_true", help="overwrite an existing output")
+    d.add_argument("--exact", action="store_true",
+                   help="pixels bit-identical on every machine (integer synthesis, slower)")
     d.add_argument("--jobs", type=int, default=0, help="worker processes for a folder (default: all cores)")
     d.set_defaults(handler=_decompress)
 

@@ -96,11 +96,13 @@ def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None
     return largest_within(lambda q: _pack(lm, picture, q, analysis), QUALITIES, budget)[1]
 
 
-def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
+def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -> Picture:
     """Decompress .nic bytes into a Picture, refusing files made with other weights.
 
     The model is the one the header names, with exactly the weights it hashes (current or
-    archived), unless one is given (e.g. during training).
+    archived), unless one is given (e.g. during training). `exact` runs the integer synthesis
+    (pixels bit-identical on every machine) instead of the fast float one (within a measured
+    tolerance of it); the latent is exact either way.
     """
     header, sections = container.unpack(data, max_pixels())
     lm = model if model is not None else registry.load(header.model, header.weights_hash)
@@ -115,7 +117,7 @@ def decode(data: bytes, model: LoadedModel | None = None) -> Picture:
     layout = geometry.from_header(header.width, header.height, header.fold, lm.model.downsampling)
     geometry.check_work(layout, max_pixels(), lm.model.decode_cost)
     with coder.stream_version(header.version):
-        rgb = geometry.restore(lm.model.decompress(latents, *layout.padded, header.quality), layout)
+        rgb = geometry.restore(lm.model.decompress(latents, *layout.padded, header.quality, exact=exact), layout)
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None

@@ -56,11 +56,12 @@ def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: flo
     return Compressed(dst, len(data), picture.width, picture.height)
 
 
-def decompress_file(src: Path, dst: Path, force: bool = False) -> io.Picture:
-    """A .nic file -> an image file, in the format its suffix names (PNG for .png or none)."""
+def decompress_file(src: Path, dst: Path, force: bool = False, exact: bool = False) -> io.Picture:
+    """A .nic file -> an image file, in the format its suffix names (PNG for .png or none);
+    `exact`: the integer synthesis, pixels bit-identical on every machine."""
     _not_the_input(src, dst)
     io.check_writable(dst, force)
-    picture = codec.decode(container.read(src, io.max_pixels()))
+    picture = codec.decode(container.read(src, io.max_pixels()), exact=exact)
     suffix = dst.suffix.lower()
     try:
         encoded = io.encode_image(picture, _PILLOW_FORMATS.get(suffix, suffix.lstrip(".").upper()))

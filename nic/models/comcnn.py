@@ -29,7 +29,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from nic.errors import FormatError
+from nic.errors import FormatError, NicError
 from nic.models import tiling
 from nic.models.base import Analysis, CompressionModel
 from nic.models.rate import GainTable
@@ -123,8 +123,12 @@ class ComRecCNN(CompressionModel):
         return [jpeg_round_trip(analysis.latent, quality)[1]]
 
     @torch.inference_mode()
-    def decompress(self, streams: list[bytes], height: int, width: int, quality: int) -> np.ndarray:
+    def decompress(self, streams: list[bytes], height: int, width: int, quality: int,
+                   exact: bool = False) -> np.ndarray:
         """[JPEG bytes] -> the padded (H, W, 3) uint8 image, RecCNN run tile by tile."""
+        if exact:
+            raise NicError("model 'comcnn' decodes in float only: its pixels are not bit-identical "
+                           "across machines, so --exact is not available")
         if len(streams) != 1:
             raise FormatError(f"comcnn model expects 1 JPEG section, found {len(streams)}")
         if not streams[0].endswith(b"\xff\xd9"):  # a JPEG cut short, or with bytes after its end
@@ -140,7 +144,7 @@ class ComRecCNN(CompressionModel):
             raise FormatError(f"JPEG section is corrupt ({e})") from None
         c = torch.from_numpy(compact).permute(2, 0, 1)[None].float().div(255)
         up = F.interpolate(c, scale_factor=2, mode="bicubic", align_corners=False)
-        return tiling.run_tiled(self._restore, up, REC_TILE, REC_MARGIN, 1)
+        return tiling.run_tiled(tiling.whole_tiles(self._restore, 1), up, REC_TILE, REC_MARGIN, 1)
 
     def _restore(self, up: torch.Tensor) -> torch.Tensor:
         """RecCNN on (a tile of) the upsampled image -> uint8 pixels."""

@@ -121,4 +121,4 @@ class MeanScaleHyperprior(LatentModel):
         mu_g, index = self._y_parameters(z_sym, quality)
         y_sym = torch.from_numpy(coder.decode(streams[1], index.numpy(), self.coding["y"])).view(index.shape)
         inv_gain = self.coding["inv_gain_fp"][quality - 1][None, :, None, None]
-        return round_shift(((y_sym << MEAN_BITS) + mu_g) * inv_gain, MEAN_BITS)
+        return round_shift(y_sym.bitwise_left_shift_(MEAN_BITS).add_(mu_g).mul_(inv_gain), MEAN_BITS)

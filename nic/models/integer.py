@@ -24,7 +24,6 @@ from nic.models.layers import GDN
 FRAC_BITS = 12  # fixed-point fraction of activations and outputs
 WEIGHT_LIMIT = (1 << 14) - 1  # |integer weight| <= this (stored as int16)
 ACT_LIMIT = (1 << 22) - 1  # |activation| clamp: 1024 in real units, far above what networks make
-CHUNK_BYTES = 64 << 20  # im2col buffer per convolution call
 NORM_LIMIT = float(1 << 30)  # inverse-GDN multiplier clamp: keeps a * norm below 2**52
 # Worst case accumulator: 2**22 * 2**14 * (fan-in < 2**16) = 2**52 < 2**53.
 
@@ -34,7 +33,11 @@ def round_shift(x: torch.Tensor, shift: int | torch.Tensor) -> torch.Tensor:
     shift = torch.as_tensor(shift, dtype=torch.int64)
     right, left = shift.clamp_min(0), (-shift).clamp_min(0)
     half = torch.where(right > 0, torch.ones_like(right) << (right - 1).clamp_min(0), 0)
-    return ((x + half) >> right) << left
+    out = x + half  # the one full-size temporary: the shifts work in place
+    out >>= right
+    if left.any():
+        out <<= left
+    return out
 
 
 def _bits_for(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -61,37 +64,86 @@ def subpixel_kernel(w: torch.Tensor, padding: int) -> torch.Tensor:
     return out.reshape(cout * 4, cin, 3, 3)
 
 
-def _conv3x3(a: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """A 3x3, stride-1, zero-padded conv, a band of rows at a time: its im2col buffer
-    (9 x channels x pixels) would otherwise be the largest allocation of a whole decode."""
-    _, c, h, w = a.shape
-    rows = max(1, CHUNK_BYTES // (c * 9 * w * a.element_size()))
-    if rows >= h:
-        return F.conv2d(a, kernel, bias, padding=1)
-    padded = F.pad(a, (0, 0, 1, 1))
-    return torch.cat([F.conv2d(padded[:, :, r:r + rows + 2], kernel, bias, padding=(0, 1))
-                      for r in range(0, h, rows)], dim=2)
+# The output phases (row, column parity) of a stride-2 transposed conv computed as a 3x3 conv,
+# in the order of its column blocks: in this order every tap feeds one contiguous run of them.
+PHASES = ((1, 0), (0, 0), (0, 1), (1, 1))
+
+Tap = tuple[int, int, int, int, torch.Tensor]  # (ty, tx, first column, end column, (in, columns) matrix)
 
 
-def _deconv(a: torch.Tensor, layer: dict) -> torch.Tensor:
-    """A stride-2 transposed conv on integer-valued float64, by the faster of two exact routes."""
-    b, cin, h, w = a.shape
-    if "kernel" in layer:
-        return F.pixel_shuffle(_conv3x3(a, layer["kernel"], layer["kernel_bias"]), 2)
-    # Few output channels: one GEMM to every kernel tap, then fold (col2im) sums the overlaps.
+def conv_taps(weight: torch.Tensor) -> list[Tap]:
+    """Conv2d weight (out, in, 3, 3) -> one (in, out) matrix per tap."""
+    cout = weight.shape[0]
+    return [(ty, tx, 0, cout, weight[:, :, ty, tx].T.contiguous()) for ty in range(3) for tx in range(3)]
+
+
+def deconv_taps(weight: torch.Tensor, padding: int) -> list[Tap]:
+    """ConvTranspose2d(k, stride 2) weight (in, out, k, k) -> the taps of the 3x3 conv that makes
+    its four output phases as column blocks (in PHASES order), each tap over just the run of
+    phases it feeds: 25 of the 36 blocks for k = 5."""
+    cin, cout, k, _ = weight.shape
+    taps = []
+    for ty in range(3):
+        for tx in range(3):
+            blocks = []
+            for ay, ax in PHASES:
+                ky, kx = ay + padding - 2 * (ty - 1), ax + padding - 2 * (tx - 1)
+                blocks.append(weight[:, :, ky, kx] if 0 <= ky < k and 0 <= kx < k else None)
+            used = [i for i, b in enumerate(blocks) if b is not None]
+            if used:
+                lo, hi = used[0], used[-1] + 1
+                run = [weight.new_zeros(cin, cout) if b is None else b for b in blocks[lo:hi]]
+                taps.append((ty, tx, lo * cout, hi * cout, torch.cat(run, dim=1).contiguous()))
+    return taps
+
+
+def _tap_gemms(a: torch.Tensor, taps: list[Tap], bias: torch.Tensor) -> torch.Tensor:
+    """A 3x3, stride-1, zero-padded conv of an (h, w, c) tensor -> (h, w + 2, columns).
+
+    One GEMM per tap, over a shifted slice of a single padded buffer: no im2col copy, and each
+    GEMM is large enough for every thread (torch's own conv of one image ran on one thread).
+    Rows are w + 2 wide, so each tap's slice is contiguous; the last two columns of every
+    output row wrap around and are junk, for the caller to drop."""
+    h, w, c = a.shape
+    row, n = w + 2, h * (w + 2)
+    padded = F.pad(a, (0, 0, 1, 1, 1, 2)).view(-1, c)  # one extra bottom row: the last tap's slice
+    full = next(i for i, t in enumerate(taps) if t[2] == 0 and t[3] == bias.shape[0])  # a tap on every column
+    ty, tx, _, _, matrix = taps[full]
+    acc = torch.addmm(bias, padded[ty * row + tx:ty * row + tx + n], matrix)
+    for ty, tx, lo, hi, matrix in taps[:full] + taps[full + 1:]:
+        offset = ty * row + tx
+        acc[:, lo:hi].addmm_(padded[offset:offset + n], matrix)
+    return acc.view(h, row, -1)
+
+
+def _interleave_phases(acc: torch.Tensor) -> torch.Tensor:
+    """(h, w, 4 * c) output phases in PHASES order -> (2h, 2w, c)."""
+    h, w, cols = acc.shape
+    phases = acc.view(h, w, 4, cols // 4)
+    out = acc.new_empty(h, 2, w, 2, cols // 4)
+    for i, (ay, ax) in enumerate(PHASES):
+        out[:, ay, :, ax] = phases[:, :, i]
+    return out.view(2 * h, 2 * w, -1)
+
+
+def _fold_deconv(a: torch.Tensor, layer: dict) -> torch.Tensor:
+    """A stride-2 transposed conv with few output channels, (h, w, in) -> (2h, 2w, out): one GEMM
+    to every kernel tap, then fold (col2im) sums the overlaps."""
+    h, w, c = a.shape
     k, p = layer["weight"].shape[2], layer["padding"][0]
-    cols = layer["matrix"] @ a.reshape(b, cin, h * w)
-    full = F.fold(cols, (2 * h + k - 2, 2 * w + k - 2), k, stride=2)
-    return full[:, :, p:p + 2 * h, p:p + 2 * w] + layer["bias"].view(1, -1, 1, 1)
+    cols = layer["matrix"] @ a.reshape(-1, c).T
+    full = F.fold(cols[None], (2 * h + k - 2, 2 * w + k - 2), k, stride=2)[0]
+    return (full[:, p:p + 2 * h, p:p + 2 * w] + layer["bias"].view(-1, 1, 1)).permute(1, 2, 0)
 
 
 def _scale(shift: torch.Tensor) -> torch.Tensor:
-    """2**-shift as float64, built with ldexp: exact by definition, on every libm."""
-    return torch.tensor([math.ldexp(1.0, -int(s)) for s in shift.flatten()], dtype=torch.float64).view(1, -1, 1, 1)
+    """2**-shift (one per channel) as float64, built with ldexp: exact by definition, on every libm."""
+    return torch.tensor([math.ldexp(1.0, -int(s)) for s in shift.flatten()], dtype=torch.float64)
 
 
 def _rescale(acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """acc * scale (a power of two) rounded half up, in place: exact on integer-valued float64."""
+    """acc * scale (a power of two per channel, the last dimension) rounded half up, in place:
+    exact on integer-valued float64."""
     return acc.mul_(scale).add_(0.5).floor_()
 
 
@@ -127,10 +179,12 @@ class IntegerNet:
                          "bits": bits, "scale": _scale(bits + frac - FRAC_BITS), "stride": m.stride,
                          "padding": m.padding}
                 if transposed and weight.shape[1] > 16:
-                    layer["kernel"] = subpixel_kernel(weight, m.padding[0])
-                    layer["kernel_bias"] = bias.repeat_interleave(4)
+                    layer["taps"] = deconv_taps(weight, m.padding[0])
+                    layer["tap_bias"], layer["tap_scale"] = bias.repeat(4), layer["scale"].repeat(4)
                 elif transposed:
                     layer["matrix"] = weight.flatten(1).T.contiguous()  # (out * k * k, in)
+                elif m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1):
+                    layer["taps"], layer["tap_bias"], layer["tap_scale"] = conv_taps(weight), bias, layer["scale"]
                 self.layers.append(layer)
                 frac = FRAC_BITS
             elif isinstance(m, nn.ReLU):
@@ -149,9 +203,8 @@ class IntegerNet:
                 else:
                     gamma, beta = tensors[f"{key}.gamma"].double(), tensors[f"{key}.beta"].double()
                     bits = tensors[f"{key}.bits"].long()
-                c = gamma.shape[0]
                 self.layers.append({"kind": "igdn", "key": key, "gamma": gamma, "beta": beta, "bits": bits,
-                                    "kernel": gamma.view(c, c, 1, 1), "scale": _scale(bits)})
+                                    "gamma_t": gamma.T.contiguous(), "scale": _scale(bits)})
             else:
                 raise ValueError(f"no integer form for {type(m).__name__}")
 
@@ -189,28 +242,32 @@ class IntegerNet:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Integer input with `input_frac` fractional bits -> output with FRAC_BITS, both as
-        integer-valued float64 tensors (exact: see the module docstring)."""
-        a = x.double().clamp(-ACT_LIMIT, ACT_LIMIT)
+        integer-valued float64 tensors (exact: see the module docstring). Inside, activations
+        are (h, w, channels), so that every conv is a few large GEMMs."""
+        a = x[0].permute(1, 2, 0).double().clamp(-ACT_LIMIT, ACT_LIMIT)
         for layer in self.layers:
             kind = layer["kind"]
             if kind == "relu":
                 a = a.clamp_min(0)
                 continue
             if kind == "upsample":
-                a = a.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+                a = a.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1)
                 continue
+            h, w, c = a.shape
             if kind == "igdn":
-                norm = _rescale(F.conv2d(a.abs(), layer["kernel"], layer["beta"]), layer["scale"])
-                a = _rescale(a * norm.clamp_max_(NORM_LIMIT), UNIT)
+                norm = torch.addmm(layer["beta"], a.abs().reshape(-1, c), layer["gamma_t"])
+                a = _rescale(a * _rescale(norm, layer["scale"]).clamp_max_(NORM_LIMIT).view(h, w, c), UNIT)
+            elif "taps" in layer:
+                acc = _rescale(_tap_gemms(a, layer["taps"], layer["tap_bias"]), layer["tap_scale"])[:, :w]
+                a = _interleave_phases(acc) if kind == "deconv" else acc
             elif kind == "deconv":
-                a = _rescale(_deconv(a, layer), layer["scale"])
-            elif layer["weight"].shape[2:] == (3, 3) and layer["stride"] == (1, 1):
-                a = _rescale(_conv3x3(a, layer["weight"], layer["bias"]), layer["scale"])
+                a = _rescale(_fold_deconv(a, layer), layer["scale"])
             else:
-                acc = F.conv2d(a, layer["weight"], layer["bias"], stride=layer["stride"], padding=layer["padding"])
-                a = _rescale(acc, layer["scale"])
+                acc = F.conv2d(a.permute(2, 0, 1)[None], layer["weight"], layer["bias"], stride=layer["stride"],
+                               padding=layer["padding"])
+                a = _rescale(acc[0].permute(1, 2, 0), layer["scale"])
             a = a.clamp_(-ACT_LIMIT, ACT_LIMIT)
-        return a
+        return a.permute(2, 0, 1)[None]
 
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor:

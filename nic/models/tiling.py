@@ -1,8 +1,9 @@
 """Running the transforms tile by tile, so memory stays bounded for any image size.
 
 Tiles overlap by more than the networks' receptive field and only their centres are kept, so
-the result does not depend on the tiling: synthesis, being exact integer arithmetic, gives
-bit-for-bit the pixels of a single pass (tested), and there are no seams to see.
+the result does not depend on the tiling: the exact synthesis, integer arithmetic, gives
+bit-for-bit the pixels of a single pass (tested); the float one differs from a single pass by
+float rounding only, and there are no seams to see.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import torch
 from torch import nn
 
 ANALYSIS_TILE = 768  # image pixels per analysis tile side
-ANALYSIS_MARGIN = 64  # image pixels of context: g_a sees +-30 px through its four 5x5 stride-2 convs
+ANALYSIS_MARGIN = 32  # image pixels of context: g_a sees +-30 px through its four 5x5 stride-2 convs
 SYNTHESIS_TILE = 512  # image pixels per synthesis tile side
-SYNTHESIS_MARGIN = 3  # latent pixels of context: every g_s here reaches under 2 latent pixels
+SYNTHESIS_MARGIN = 2  # latent pixels of context: every g_s here reaches under 2 (tiles are tested exact)
 ONE_PASS = 768 * 768  # images up to this many pixels are synthesised in one pass
 
 
@@ -26,6 +27,23 @@ def spans(size: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
     for a in range(0, size, tile):
         b = min(a + tile, size)
         out.append((a, b, max(0, a - margin), min(size, b + margin)))
+    return out
+
+
+def even_spans(size: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """As `spans`, but every tile has the same shape (so a float network reuses its compiled
+    kernels): centres of equal length, the last one moved back over its neighbour, and
+    inputs of equal length, border tiles taking all their context from the inside."""
+    if size <= tile:
+        return [(0, size, 0, size)]
+    n = -(-size // tile)
+    centre = -(-size // n)
+    width = min(size, centre + 2 * margin)
+    out = []
+    for i in range(n):
+        a = min(i * centre, size - centre)
+        start = min(max(0, a - margin), size - width)
+        out.append((a, a + centre, start, start + width))
     return out
 
 
@@ -45,25 +63,44 @@ def analyse(g_a: nn.Module, rgb: np.ndarray, stride: int) -> torch.Tensor:
     return torch.cat(rows, dim=2)
 
 
-def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, margin: int,
-              scale: int) -> np.ndarray:
-    """`fn` (an input tile (1, C, h, w) -> (1, 3, scale h, scale w) uint8) over overlapping tiles
-    of x (1, C, H, W), keeping each tile's centre -> (scale H, scale W, 3) uint8 pixels."""
+Margins = tuple[int, int, int, int]  # input pixels of context above, left of, below, right of a tile's centre
+
+
+def run_tiled(fn: Callable[[torch.Tensor, Margins], torch.Tensor], x: torch.Tensor, tile: int, margin: int,
+              scale: int, even: bool = False) -> np.ndarray:
+    """`fn` over overlapping tiles of x (1, C, H, W) -> (scale H, scale W, 3) uint8 pixels.
+
+    fn(input tile (1, C, h, w), its margins) returns the (1, 3, ., .) uint8 pixels of the
+    tile's centre only (`whole_tiles` adapts a function of whole tiles); `even`: tiles of one
+    shape (see `even_spans`)."""
     _, _, h, w = x.shape
     out = np.empty((h * scale, w * scale, 3), dtype=np.uint8)
-    for y0, y1, iy0, iy1 in spans(h, tile, margin):
-        for x0, x1, ix0, ix1 in spans(w, tile, margin):
-            px = fn(x[:, :, iy0:iy1, ix0:ix1])[0].permute(1, 2, 0).numpy()
-            cy, cx = (y0 - iy0) * scale, (x0 - ix0) * scale
-            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-                px[cy:cy + (y1 - y0) * scale, cx:cx + (x1 - x0) * scale]
+    tiles = even_spans if even else spans
+    for y0, y1, iy0, iy1 in tiles(h, tile, margin):
+        for x0, x1, ix0, ix1 in tiles(w, tile, margin):
+            px = fn(x[:, :, iy0:iy1, ix0:ix1], (y0 - iy0, x0 - ix0, iy1 - y1, ix1 - x1))
+            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = px[0].permute(1, 2, 0).numpy()
     return out
 
 
-def synthesise(synthesis: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, stride: int) -> np.ndarray:
-    """A model's exact synthesis (latent tile -> (1, 3, h, w) uint8) over a whole fixed-point
-    latent (1, M, h, w) -> (stride h, stride w, 3) uint8 pixels."""
+def whole_tiles(fn: Callable[[torch.Tensor], torch.Tensor],
+                scale: int) -> Callable[[torch.Tensor, Margins], torch.Tensor]:
+    """A function of whole tiles (1, C, h, w) -> (1, 3, scale h, scale w), for `run_tiled`: it
+    computes the margins' pixels too, then drops them."""
+    def centre(x: torch.Tensor, margins: Margins) -> torch.Tensor:
+        top, left, bottom, right = (m * scale for m in margins)
+        px = fn(x)
+        return px[:, :, top:px.shape[2] - bottom, left:px.shape[3] - right]
+    return centre
+
+
+def synthesise(synthesis: Callable[[torch.Tensor, Margins], torch.Tensor], y: torch.Tensor, stride: int,
+               tile: int | None = None, one_pass: int | None = None, even: bool = False) -> np.ndarray:
+    """A synthesis (see `run_tiled`) over a whole fixed-point latent (1, M, h, w) -> (stride h,
+    stride w, 3) uint8 pixels, in tiles of `tile` pixels unless the image has at most
+    `one_pass` pixels (defaults: those of the exact synthesis)."""
     _, _, h, w = y.shape
+    tile, one_pass = tile or SYNTHESIS_TILE, one_pass if one_pass is not None else ONE_PASS
     # Tiles cost time (their margins are computed twice): use them only when memory needs them.
-    tile = max(h, w) if h * w * stride**2 <= ONE_PASS else max(1, SYNTHESIS_TILE // stride)
-    return run_tiled(synthesis, y, tile, SYNTHESIS_MARGIN, stride)
+    tile = max(h, w) if h * w * stride**2 <= one_pass else max(1, tile // stride)
+    return run_tiled(synthesis, y, tile, SYNTHESIS_MARGIN, stride, even)

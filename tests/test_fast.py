@@ -1,0 +1,135 @@
+"""The fast float synthesis and analysis against the exact integer path, and the exact path's
+own building blocks (per-tap GEMMs) against torch's convolutions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import nic
+from nic.errors import NicError
+from nic.eval.metrics import psnr
+from nic.io import read_image
+from nic.models import fast, registry
+from nic.models.fast import FastSynthesis, fast_synthesis, float_twin
+from nic.models.integer import ACT_LIMIT, FRAC_BITS, IntegerNet
+from tests.conftest import run_nic
+
+# The tolerance the README states for the fast path against the exact one.
+MAX_LEVELS, MIN_PSNR = 4, 50.0
+PRECISIONS = [torch.float32] + ([torch.bfloat16] if fast._native_bf16() else [])
+
+
+def decode_with(data: bytes, precision: torch.dtype) -> np.ndarray:
+    header, sections = nic.container.unpack(data)
+    m = registry.load(header.model).model
+    hp, wp = (-(-s // m.downsampling) * m.downsampling for s in (header.height, header.width))
+    y_hat = m.decompress_latent([s for _, s in sections], hp, wp, header.quality)
+    return fast_synthesis(m, precision)(y_hat)[0].permute(1, 2, 0).numpy()[:header.height, :header.width]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("quality", [10, 90])
+def test_fast_and_exact_decodes_agree_within_the_stated_tolerance(full_photo, precision, quality):
+    data = nic.compress(full_photo, quality=quality)
+    exact = np.asarray(nic.decompress(data, exact=True))
+    fast_rgb = decode_with(data, precision)
+    assert fast_rgb.shape == exact.shape
+    assert np.abs(fast_rgb.astype(int) - exact.astype(int)).max() <= MAX_LEVELS
+    assert psnr(fast_rgb, exact) >= MIN_PSNR
+    assert abs(psnr(full_photo, fast_rgb) - psnr(full_photo, exact)) < 0.05
+
+
+def test_default_decode_is_the_fast_path_and_exact_is_bit_identical_across_threads(full_photo):
+    data = nic.compress(full_photo[:256, :384], quality=50)
+    default = np.asarray(nic.decompress(data))
+    assert np.array_equal(default, decode_with(data, fast.default_precision()))
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            outs.append(np.asarray(nic.decompress(data, exact=True)))
+    finally:
+        torch.set_num_threads(old)
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.parametrize("name", ["factorized", "conv-ae"])
+def test_fast_synthesis_of_the_other_latent_models(name, photo2):
+    data = nic.compress(photo2, quality=80, model=name)
+    exact, fast_rgb = np.asarray(nic.decompress(data, exact=True)), np.asarray(nic.decompress(data))
+    assert fast_rgb.shape == exact.shape == photo2.shape
+    assert psnr(fast_rgb, exact) >= MIN_PSNR
+
+
+def test_fast_tiles_agree_with_one_pass(full_photo, monkeypatch):
+    data = nic.compress(full_photo[:320, :448], quality=30)
+    whole = np.asarray(nic.decompress(data))
+    monkeypatch.setattr(FastSynthesis, "tile", 96)  # 6-latent tiles, borders everywhere
+    monkeypatch.setattr(FastSynthesis, "one_pass", 0)
+    tiled = np.asarray(nic.decompress(data))
+    assert psnr(whole, tiled) >= MIN_PSNR and np.abs(whole.astype(int) - tiled.astype(int)).max() <= MAX_LEVELS
+
+
+def test_fast_head_bands_give_the_one_band_result(full_photo, monkeypatch):
+    m = registry.load("hyperprior").model
+    data = nic.compress(full_photo[:256, :256], quality=50)
+    y_hat = m.decompress_latent([s for _, s in nic.container.unpack(data)[1]], 256, 256, 50)
+    synthesis = fast_synthesis(m, torch.float32)
+    one_band = synthesis(y_hat)
+    monkeypatch.setattr(fast, "HEAD_BAND_BYTES", 1)  # one row per band
+    assert torch.equal(synthesis(y_hat), one_band)
+
+
+def test_float_twin_is_a_frozen_float32_copy_of_the_dequantized_network():
+    m = registry.load("hyperprior").model
+    twin = float_twin(m, "g_s")
+    assert all(p.dtype == torch.float32 and not p.requires_grad for p in twin.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(twin.parameters(), m.g_s.parameters(), strict=True))
+    with torch.no_grad():
+        next(twin.parameters()).add_(1)
+    assert not torch.equal(next(twin.parameters()), next(m.g_s.parameters()))
+    # the twin of h_s tracks the exact integer network on the same (integer) hyper-latent
+    z = torch.randint(-4, 5, (1, m.config["N"], 3, 4))
+    exact = m.coding["h_s"](z) / 2**FRAC_BITS
+    assert (float_twin(m, "h_s")(z.float()) - exact).abs().max() < 0.02
+
+
+def test_a_bad_precision_setting_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("NIC_PRECISION", "float16")
+    with pytest.raises(NicError, match="NIC_PRECISION"):
+        fast.default_precision()
+
+
+def test_cli_decompress_exact(tmp_path, photo):
+    src = tmp_path / "p.nic"
+    src.write_bytes(nic.compress(photo, quality=50))
+    r = run_nic("decompress", src, "-o", tmp_path / "exact.png", "--exact")
+    assert r.returncode == 0, r.stderr
+    r = run_nic("decompress", src, "-o", tmp_path / "fast.png")
+    assert r.returncode == 0, r.stderr
+    exact = np.asarray(read_image(tmp_path / "exact.png").rgb)
+    assert np.array_equal(exact, np.asarray(nic.decompress(src.read_bytes(), exact=True)))
+    assert psnr(exact, np.asarray(read_image(tmp_path / "fast.png").rgb)) >= MIN_PSNR
+
+
+def _exact_reference(a: torch.Tensor, layer: nn.Module, net: IntegerNet) -> torch.Tensor:
+    """One integer layer by torch's own float64 convolution: exact on these integer values."""
+    spec = net.layers[0]
+    conv = F.conv_transpose2d if isinstance(layer, nn.ConvTranspose2d) else F.conv2d
+    extra = {"output_padding": 1} if isinstance(layer, nn.ConvTranspose2d) else {}
+    acc = conv(a.double(), spec["weight"], spec["bias"], stride=layer.stride, padding=layer.padding, **extra)
+    return acc.mul_(spec["scale"].view(1, -1, 1, 1)).add_(0.5).floor_()
+
+
+@pytest.mark.parametrize("layer", [nn.ConvTranspose2d(24, 20, 5, 2, 2, 1), nn.ConvTranspose2d(24, 3, 5, 2, 2, 1),
+                                   nn.Conv2d(24, 20, 3, 1, 1)])
+def test_integer_layers_equal_torch_convolutions_exactly(layer):
+    torch.manual_seed(0)
+    net = IntegerNet(nn.Sequential(layer), None, input_frac=FRAC_BITS)
+    a = torch.randint(-(1 << 20), 1 << 20, (1, 24, 7, 9))
+    assert torch.equal(net(a), _exact_reference(a, layer, net).clamp(-ACT_LIMIT, ACT_LIMIT))
