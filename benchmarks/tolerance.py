@@ -41,13 +41,9 @@ def precision(name: str):
             os.environ["NIC_PRECISION"] = old
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
 def measure(image: Path, quality: int) -> dict:
     from nic import codec
+    from nic.eval.metrics import psnr
     from nic.io import read_image
 
     picture = read_image(image)
