@@ -18,12 +18,15 @@ from pathlib import Path
 import torch
 from checkpoints_eval import held_out, measure
 
+from nic.train.config import resolve
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _differences(cfg: dict, base: dict) -> str:
+    cfg, base = resolve(base=cfg), resolve(base=base)  # keys newer than a run: their defaults
     keys = [f"{s}.{k}={v}" for s, table in cfg.items() for k, v in table.items()
-            if s in ("data", "optim", "model") and base.get(s, {}).get(k) != v]
+            if s in ("data", "optim", "model") and base[s].get(k) != v]
     return ", ".join(keys) or "(baseline)"
 
 

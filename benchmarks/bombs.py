@@ -40,14 +40,14 @@ QUALITY = 1  # the coarsest quantizer: the most probable symbols are the likelie
 def _modes(models: coder.Models, index: np.ndarray) -> np.ndarray:
     """Each symbol's most probable value under its table."""
     t = models.tables
-    best = np.array([t.offsets[k] + int(np.argmax(t.pmf(k)[:-1])) for k in range(len(t))], dtype=np.int64)
+    best = np.array([t.offsets[k] + int(np.argmax(t.pmf(k)[:-1])) for k in range(len(t.lengths))], dtype=np.int64)
     return best[index]
 
 
 def _bits(models: coder.Models) -> list[np.ndarray]:
     """Per table, the cost in bits of each in-range symbol."""
     t = models.tables
-    return [-np.log2(t.pmf(k)[:-1]) for k in range(len(t))]
+    return [-np.log2(t.pmf(k)[:-1]) for k in range(len(t.lengths))]
 
 
 def cheapest_z(lm: registry.LoadedModel, sweeps: int = 2, reach: int = 12) -> np.ndarray:
