@@ -18,19 +18,20 @@ __version__ = "0.1.0"
 
 
 def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
-             model: str | None = None, bpp: float | None = None) -> bytes:
+             model: str | None = None, bpp: float | None = None, effort: int = 0) -> bytes:
     """Compress a PIL image or a numpy array of shape (H, W) or (H, W, 1-4) channels (grey,
     grey+alpha, RGB, RGBA): uint8; bool (0/255); uint16 (16-bit, reduced to 8 with a warning);
     other integers in 0..255; floats in [0, 1]. Other values are refused, never guessed.
 
     Give `quality` (1-100, higher is better) or `bpp`, a target size in bits per pixel.
+    `effort` (0-3) spends encoder time on smaller files for the same quality (see README).
     """
     if not isinstance(image, (Image.Image, np.ndarray)):
         raise NicError(f"cannot compress a {type(image).__name__}: want a PIL image or a numpy array")
     picture = picture_from_pil(image) if isinstance(image, Image.Image) else picture_from_array(image)
     if bpp is not None:
-        return codec.encode_to_size(picture, bpp, model)
-    return codec.encode(picture, quality, model)
+        return codec.encode_to_size(picture, bpp, model, effort)
+    return codec.encode(picture, quality, model, effort)
 
 
 def decompress(data: bytes, exact: bool = False) -> Image.Image:

@@ -25,12 +25,15 @@ def _batch(kind: str, args: argparse.Namespace, options: dict) -> None:
 
 def _compress(args: argparse.Namespace) -> None:
     from nic.files import compress_file
+    from nic.models.refine import check_effort
 
+    effort = check_effort(args.effort)
     src = Path(args.input)
     if src.is_dir():
-        return _batch("compress", args, dict(quality=args.quality, bpp=args.bpp, model=args.model, force=args.force))
+        return _batch("compress", args, dict(quality=args.quality, bpp=args.bpp, model=args.model, force=args.force,
+                                             effort=effort))
     out = Path(args.output) if args.output else src.with_suffix(".nic")
-    done = compress_file(src, out, args.quality, args.bpp, args.model, args.force)
+    done = compress_file(src, out, args.quality, args.bpp, args.model, args.force, effort, sys.stderr.isatty())
     if args.bpp is not None and done.bpp > args.bpp:
         print(f"nic: warning: {done.bpp:.3f} bpp at the lowest quality is above the {args.bpp} bpp asked for",
               file=sys.stderr)
@@ -149,6 +152,8 @@ def parser() -> argparse.ArgumentParser:
                       help=f"{QUALITY_MIN}-{QUALITY_MAX}, higher is better ({DEFAULT_QUALITY})")
     rate.add_argument("--bpp", type=float, help="largest file at most this many bits per pixel")
     c.add_argument("--model", help="model name (see `nic models`)")
+    c.add_argument("--effort", default="0", help="encoder effort 0-3: higher makes smaller files for the same "
+                                                 "quality, slower to write, as fast to read (0)")
     c.add_argument("--force", action="store_true", help="overwrite an existing output")
     c.add_argument("--jobs", type=int, default=0, help="worker processes for a folder (default: all cores)")
     c.set_defaults(handler=_compress)

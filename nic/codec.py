@@ -6,6 +6,7 @@ nothing but the file and the weights that its header names and hashes.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -19,9 +20,10 @@ from nic.geometry import Layout
 from nic.io import Picture, check_size, max_pixels
 from nic.models import registry
 from nic.models.base import Analysis
+from nic.models.refine import check_effort
 from nic.models.registry import LoadedModel
 from nic.quality import DEFAULT_QUALITY, QUALITIES, check_quality
-from nic.sizing import largest_within
+from nic.sizing import largest_near, largest_within
 
 
 def _encode_alpha(alpha: np.ndarray) -> bytes:
@@ -62,9 +64,17 @@ def _analyse(lm: LoadedModel, picture: Picture) -> tuple[Layout, Analysis]:
     return layout, lm.model.analyse(geometry.arrange(picture.rgb, layout))
 
 
-def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layout, Analysis]) -> bytes:
+def _check_effort(lm: LoadedModel, effort: int) -> int:
+    effort = check_effort(effort)
+    if effort > lm.model.max_effort:
+        raise NicError(f"model {lm.name!r} has no encoder refinement above effort {lm.model.max_effort}")
+    return effort
+
+
+def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layout, Analysis], effort: int = 0,
+          progress: bool = False) -> bytes:
     layout, analysis = analysed
-    sections = [(LATENT_SECTION, s) for s in lm.model.code(analysis, quality)]
+    sections = [(LATENT_SECTION, s) for s in lm.model.code(analysis, quality, effort, progress)]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
@@ -75,25 +85,38 @@ def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layou
     return data
 
 
-def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None) -> bytes:
-    """Compress a Picture at one quality (1-100) into .nic bytes."""
+def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None,
+           effort: int = 0, progress: bool = False) -> bytes:
+    """Compress a Picture at one quality (1-100) into .nic bytes, spending `effort` (0-3) on
+    the encoder (see `models/refine.py`); `progress` shows a bar on stderr while it does."""
     quality = check_quality(quality)
     lm = resolve_model(model)
-    return _pack(lm, picture, quality, _analyse(lm, picture))
+    effort = _check_effort(lm, effort)
+    return _pack(lm, picture, quality, _analyse(lm, picture), effort, progress)
 
 
-def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None = None) -> bytes:
+def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None = None,
+                   effort: int = 0, progress: bool = False) -> bytes:
     """The highest quality whose file is at most `bpp` bits per pixel.
 
     Rate grows with quality, so bisection needs at most 8 codings of one analysis. If even
     quality 1 is larger than asked, that smallest file is returned (the caller says so).
+    Above effort 0, where each coding is slow, effort 0's answer is refined, and the ratio of
+    the two files' sizes predicts where to look next: usually 2-3 refined codings in all.
     """
     if isinstance(bpp, bool) or not isinstance(bpp, (int, float, np.integer, np.floating)) or not bpp > 0:
         raise NicError(f"target bpp must be positive, got {bpp}")
     lm = resolve_model(model)
+    effort = _check_effort(lm, effort)
     analysis = _analyse(lm, picture)
     budget = bpp * picture.width * picture.height / 8
-    return largest_within(lambda q: _pack(lm, picture, q, analysis), QUALITIES, budget)[1]
+    fast = functools.cache(lambda q: _pack(lm, picture, q, analysis))
+    quality, data = largest_within(fast, QUALITIES, budget)
+    if not effort:
+        return data
+    refined = functools.cache(lambda q: _pack(lm, picture, q, analysis, effort, progress))
+    guess, _ = largest_within(fast, QUALITIES, budget * len(data) / len(refined(quality)))
+    return largest_near(refined, QUALITIES, budget, QUALITIES.index(guess))[1]
 
 
 def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -> Picture:

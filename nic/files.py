@@ -43,15 +43,17 @@ def _not_the_input(src: Path, dst: Path) -> None:
 
 
 def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: float | None = None,
-                  model: str | None = None, force: bool = False) -> Compressed:
-    """An image file -> a .nic file, at `quality` or at the largest size within `bpp`."""
+                  model: str | None = None, force: bool = False, effort: int = 0,
+                  progress: bool = False) -> Compressed:
+    """An image file -> a .nic file, at `quality` or at the largest size within `bpp`, with
+    `effort` (0-3) spent on the encoder; `progress` shows a bar on stderr while it is."""
     _not_the_input(src, dst)
     io.check_writable(dst, force)
     picture = io.read_image(src)
     if bpp is not None:
-        data = codec.encode_to_size(picture, bpp, model)
+        data = codec.encode_to_size(picture, bpp, model, effort, progress)
     else:
-        data = codec.encode(picture, quality, model)
+        data = codec.encode(picture, quality, model, effort, progress)
     io.atomic_write(dst, data, force)
     return Compressed(dst, len(data), picture.width, picture.height)
 

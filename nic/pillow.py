@@ -79,13 +79,13 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """`im.save(f, "NIC", quality=75 | bpp=0.5, model=NAME)`: bad options are a ValueError."""
+    """`im.save(f, "NIC", quality=75 | bpp=0.5, model=NAME, effort=0)`: bad options are a ValueError."""
     from nic import compress
 
     options = im.encoderinfo
     try:
         data = compress(im, quality=options.get("quality", DEFAULT_QUALITY),
-                        model=options.get("model"), bpp=options.get("bpp"))
+                        model=options.get("model"), bpp=options.get("bpp"), effort=options.get("effort", 0))
     except NicError as e:
         raise ValueError(f"cannot write .nic: {e}") from None
     fp.write(data)

@@ -26,3 +26,22 @@ def largest_within(encode: Callable[[int], bytes], settings: Sequence[int], budg
         else:
             hi = mid - 1
     return settings[lo], best
+
+
+def largest_near(encode: Callable[[int], bytes], settings: Sequence[int], budget: float,
+                 guess: int) -> tuple[int, bytes]:
+    """`largest_within` for an encoder too slow to bisect, given a good guess of the answer:
+    walk from `settings[guess]` up while files fit, or down until one does (2-3 encodings
+    when the guess is off by one)."""
+    i = guess
+    data = encode(settings[i])
+    if len(data) <= budget:
+        while i + 1 < len(settings) and len(bigger := encode(settings[i + 1])) <= budget:
+            i, data = i + 1, bigger
+        return settings[i], data
+    while i > 0:
+        i -= 1
+        data = encode(settings[i])
+        if len(data) <= budget:
+            break
+    return settings[i], data

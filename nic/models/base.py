@@ -49,6 +49,7 @@ class CompressionModel(nn.Module, ABC):
     # bits of its input}); the weights file stores them only in that form.
     integer_nets: ClassVar[dict[str, int]] = {}
     gain: GainTable  # the rate schedule: `levels` trained operating points and their lambdas
+    max_effort: ClassVar[int] = 0  # highest encoder effort `code` accepts (see `models/refine.py`)
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
@@ -94,8 +95,10 @@ class CompressionModel(nn.Module, ABC):
         """The quality-independent work on a padded (H, W, 3) uint8 image."""
 
     @abstractmethod
-    def code(self, analysis: Analysis, quality: int) -> list[bytes]:
-        """The file's payload streams for one quality (1-100)."""
+    def code(self, analysis: Analysis, quality: int, effort: int = 0, progress: bool = False) -> list[bytes]:
+        """The file's payload streams for one quality (1-100). An `effort` above 0 (up to
+        `max_effort`) spends encoder time on a better file for the same decoder; `progress`
+        shows a bar on stderr while it does."""
 
     def compress(self, image: np.ndarray, quality: int) -> list[bytes]:
         """A padded (H, W, 3) uint8 image -> payload streams at one quality."""
@@ -127,9 +130,10 @@ class LatentModel(CompressionModel):
     def analyse(self, image: np.ndarray) -> Analysis:
         return Analysis(image, tiling.analyse(fast_analysis(self), image, self.latent_stride))
 
-    def code(self, analysis: Analysis, quality: int) -> list[bytes]:
-        # Encoder-side work for one quality that leaves the format alone (e.g. refining y
-        # against the image) belongs here, between the analysis and the entropy coder.
+    def code(self, analysis: Analysis, quality: int, effort: int = 0, progress: bool = False) -> list[bytes]:
+        # Encoder-side work for one quality that leaves the format alone (refining y against
+        # the image: models with `max_effort` > 0 override this) goes between the analysis and
+        # the entropy coder.
         return self.compress_latent(analysis.latent, quality)
 
     def decompress(self, streams: list[bytes], height: int, width: int, quality: int,

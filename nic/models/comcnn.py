@@ -118,8 +118,8 @@ class ComRecCNN(CompressionModel):
         x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
         return Analysis(image, self.compact(x)[0])
 
-    def code(self, analysis: Analysis, quality: int) -> list[bytes]:
-        """[JPEG bytes of the compact image at this quality]."""
+    def code(self, analysis: Analysis, quality: int, effort: int = 0, progress: bool = False) -> list[bytes]:
+        """[JPEG bytes of the compact image at this quality] (no refinement: max_effort is 0)."""
         return [jpeg_round_trip(analysis.latent, quality)[1]]
 
     @torch.inference_mode()

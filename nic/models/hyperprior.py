@@ -17,7 +17,8 @@ from nic.entropy.factorized import FactorizedDensity
 from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, SCALE_TABLE, gaussian_bin_probability
 from nic.entropy.tables import TableSet, density_tables, gaussian_tables
 from nic.errors import FormatError
-from nic.models.base import LatentModel
+from nic.models import refine
+from nic.models.base import Analysis, LatentModel
 from nic.models.integer import FRAC_BITS, coding_nets, export_nets, round_shift
 from nic.models.layers import analysis_transform, conv, deconv, synthesis_transform
 from nic.models.quantize import noisy, ste_round
@@ -30,6 +31,7 @@ class MeanScaleHyperprior(LatentModel):
     downsampling = 64  # the hyper-latent z's stride: input sides are padded to a multiple of this
     latent_stride = 16
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
+    max_effort = max(refine.EFFORTS)
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12):
@@ -99,14 +101,33 @@ class MeanScaleHyperprior(LatentModel):
         index = torch.searchsorted(c["thresholds"], log_sigma_g.flatten()).view_as(log_sigma_g)
         return mu_g, index
 
+    def quality_gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gain and inverse gain (1, M, 1, 1) that coding uses at `quality`, as floats."""
+        return tuple(self.coding[k][quality - 1].float().div(2**FRAC_BITS)[None, :, None, None]
+                     for k in ("gain_fp", "inv_gain_fp"))
+
+    def quality_lmbda(self, quality: int) -> float:
+        """The lambda that `quality`'s gains were trained for."""
+        return float(self.gain.lmbda(torch.tensor(self.gain.position(quality))))
+
+    def code(self, analysis: Analysis, quality: int, effort: int = 0, progress: bool = False) -> list[bytes]:
+        """Streams for one quality; above effort 0, of y and z refined against the image."""
+        schedule = refine.EFFORTS[effort]
+        if schedule is None:
+            return self.compress_latent(analysis.latent, quality)
+        y, z_sym = refine.refine(self, analysis.image, analysis.latent, quality, schedule, progress=progress)
+        return self.compress_latent(y, quality, z_sym)
+
     @torch.inference_mode()
-    def compress_latent(self, y: torch.Tensor, quality: int) -> list[bytes]:
-        """The latent y = g_a(x) of a padded image -> [z stream, y stream]."""
-        z_sym = torch.round(self.h_a(y)).long()
+    def compress_latent(self, y: torch.Tensor, quality: int, z_sym: torch.Tensor | None = None) -> list[bytes]:
+        """The latent y = g_a(x) of a padded image -> [z stream, y stream]; z = round(h_a(y))
+        unless the symbols are given (refinement chooses them)."""
+        if z_sym is None:
+            z_sym = torch.round(self.h_a(y)).long()
         z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
         z_bytes = coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
         mu_g, index = self._y_parameters(z_sym, quality)
-        gain = self.coding["gain_fp"][quality - 1].float().div(2**FRAC_BITS)[None, :, None, None]
+        gain, _ = self.quality_gains(quality)
         y_sym = torch.round(y * gain - mu_g.float() / 2**MEAN_BITS).long()
         return [z_bytes, coder.encode(y_sym.numpy(), index.numpy(), self.coding["y"])]
 
