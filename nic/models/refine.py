@@ -15,9 +15,8 @@ so memory stays within the bound that compression keeps.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, gaussian_bin_probability
 from nic.errors import NicError
+from nic.models.fast import default_precision, float_twin
 
 
 @dataclass(frozen=True)
@@ -76,24 +76,17 @@ def soft_round(v: torch.Tensor, tau: float, noise: float, gen: torch.Generator) 
     return f + torch.sigmoid((logit_up - logit_down + draw) / tau)
 
 
-@contextlib.contextmanager
-def _frozen(*modules: nn.Module) -> Iterator[None]:
-    """No parameter gradients while refining: only the latents are optimized."""
-    params = [p for m in modules for p in m.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, f in zip(params, flags, strict=True):
-            p.requires_grad_(f)
+def _autocast() -> torch.autocast:
+    """The float twins' body in bf16 where the CPU multiplies it natively (as decoding does)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=default_precision() == torch.bfloat16)
 
 
-def _autocast() -> contextlib.AbstractContextManager:
-    """bf16 where the CPU computes it natively (about twice as fast as float32 here)."""
-    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=native)
+class _Nets(NamedTuple):
+    """Frozen float copies of what the loss goes through: gradients reach only the latents."""
+
+    h_s: nn.Module
+    g_s: nn.Module
+    z_density: nn.Module
 
 
 @dataclass
@@ -127,14 +120,15 @@ def refine(model: nn.Module, image: np.ndarray, y: torch.Tensor, quality: int, s
         z = model.h_a(y).contiguous()
     x_all = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
     tiles = _tiles(z.shape[2], z.shape[3])
-    with _frozen(model), tqdm(total=schedule.steps * len(tiles), disable=not progress, unit="step",
+    nets = _Nets(*(float_twin(model, name) for name in _Nets._fields))
+    with tqdm(total=schedule.steps * len(tiles), disable=not progress, unit="step",
                               desc=f"refining q{quality}", leave=False, dynamic_ncols=True) as bar:
         for tile in tiles:
-            _refine_tile(model, x_all, y_g, z, tile, gain, inv_gain, lmbda, cells, stride, schedule, gen, bar)
+            _refine_tile(nets, x_all, y_g, z, tile, gain, inv_gain, lmbda, cells, stride, schedule, gen, bar)
     return y_g / gain, torch.round(z).long()
 
 
-def _refine_tile(model: nn.Module, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.Tensor, tile: _Tile,
+def _refine_tile(nets: _Nets, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.Tensor, tile: _Tile,
                  gain: torch.Tensor, inv_gain: torch.Tensor, lmbda: float, cells: int, stride: int,
                  schedule: Schedule, gen: torch.Generator, bar: tqdm) -> None:
     """Optimize the tile's centre of y_g and z in place; the window's margin stays fixed."""
@@ -166,15 +160,15 @@ def _refine_tile(model: nn.Module, x_all: torch.Tensor, y_g: torch.Tensor, z: to
         tau = schedule.tau0 * (schedule.tau1 / schedule.tau0) ** frac
         zt = z_mask * soft_round(z_var, tau, schedule.noise, gen) + (1 - z_mask) * torch.round(z_fixed)
         with _autocast():
-            mu, log_sigma = model.h_s(zt).float().chunk(2, dim=1)
+            mu, log_sigma = nets.h_s(zt).float().chunk(2, dim=1)
         mu_g = mu * gain
         sigma_g = log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain
         r = y_mask * (y_var - mu_g)
         rt = y_mask * soft_round(r, tau, schedule.noise, gen) + (1 - y_mask) * torch.round(y_fixed - mu_g.detach())
         y_bits = -(y_mask * torch.log2(gaussian_bin_probability(rt, sigma_g))).sum()
-        z_bits = -(z_mask * torch.log2(model.z_density.bin_probability(zt - 0.5, zt + 0.5))).sum()
+        z_bits = -(z_mask * torch.log2(nets.z_density.bin_probability(zt - 0.5, zt + 0.5))).sum()
         with _autocast():
-            x_hat = model.g_s(((rt + mu_g) * inv_gain).contiguous(memory_format=torch.channels_last))
+            x_hat = nets.g_s(((rt + mu_g) * inv_gain).contiguous(memory_format=torch.channels_last))
         err = (x_hat.float()[:, :, r0:r1, c0:c1].clamp(0, 1) - x).square().sum()
         loss = (y_bits + z_bits + dist_weight * err) / pixels
         opt.zero_grad(set_to_none=True)
