@@ -17,10 +17,10 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,17 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 NIC = [sys.executable, "-m", "nic"]
 
 
-def _run(args: list[str], threads: int) -> tuple[float, float]:
-    """Run a nic command; (wall seconds, CPU seconds of the child)."""
+def _run(args: list[str], threads: int) -> tuple[float, float, float]:
+    """Run a nic command; (wall seconds, CPU seconds, peak RSS in MB) of that process."""
     env = os.environ | {"PYTHONPATH": str(ROOT)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(NIC + args, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        raise SystemExit(f"nic {' '.join(args)} failed: {done.stderr.strip()}")
-    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(NIC + args, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            err.seek(0)
+            raise SystemExit(f"nic {' '.join(args)} failed: {err.read().decode().strip()}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def measure(image: Path, quality: int, effort: int, work: Path, threads: int) -> dict:
@@ -50,9 +52,9 @@ def measure(image: Path, quality: int, effort: int, work: Path, threads: int) ->
     stem = work / f"e{effort}" / f"q{quality}" / image.stem
     stem.parent.mkdir(parents=True, exist_ok=True)
     nic_file, png = stem.with_suffix(".nic"), stem.with_suffix(".png")
-    enc_wall, enc_cpu = _run(["compress", str(image), "-o", str(nic_file), "-q", str(quality),
+    enc_wall, enc_cpu, enc_rss = _run(["compress", str(image), "-o", str(nic_file), "-q", str(quality),
                               "--effort", str(effort), "--force"], threads)
-    dec_wall, _ = _run(["decompress", str(nic_file), "-o", str(png), "--force"], threads)
+    dec_wall, _, _ = _run(["decompress", str(nic_file), "-o", str(png), "--force"], threads)
     original = np.asarray(Image.open(image).convert("RGB"), dtype=np.float64)
     decoded = np.asarray(Image.open(png).convert("RGB"), dtype=np.float64)
     h, w = original.shape[:2]
@@ -60,7 +62,7 @@ def measure(image: Path, quality: int, effort: int, work: Path, threads: int) ->
     return {"image": image.name, "quality": quality, "effort": effort, "size": f"{w}x{h}",
             "bytes": nic_file.stat().st_size, "bpp": nic_file.stat().st_size * 8 / (w * h),
             "psnr": 10 * math.log10(255**2 / mse), "encode_s": enc_wall, "encode_cpu_s": enc_cpu,
-            "decode_s": dec_wall, "threads": threads or os.cpu_count()}
+            "encode_peak_mb": enc_rss, "decode_s": dec_wall, "threads": threads or os.cpu_count()}
 
 
 def summarize(records: list[dict], efforts: list[int], qualities: list[int]) -> dict:
@@ -94,9 +96,14 @@ def summarize(records: list[dict], efforts: list[int], qualities: list[int]) -> 
             "median_encode_s_768x512": statistics.median(r["encode_s"] for r in at_768) if at_768 else None,
             "median_encode_cpu_s_768x512": statistics.median(r["encode_cpu_s"] for r in at_768) if at_768 else None,
             "median_decode_s_768x512": statistics.median(r["decode_s"] for r in at_768) if at_768 else None,
+            "max_encode_peak_mb": max(r["encode_peak_mb"] for r in mine),
             "curve": dict(zip(["bpp", "psnr"], curve(e, images), strict=True)),
         }
     return out
+
+
+def _seconds(s: float | None) -> str:
+    return "n/a" if s is None else f"{s:.2f} s"
 
 
 def main() -> None:
@@ -140,14 +147,14 @@ def main() -> None:
     records = [r for r in records if r["quality"] in qualities]  # every image measured so far
     summary = summarize(records, sorted({r["effort"] for r in records}), qualities)
     print("\n| effort | steps per tile | images | BD-rate vs effort 0 | BD-PSNR | median per image | "
-          "images with a gain | compress 768x512 (median) | CPU | decompress |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "images with a gain | compress 768x512 (median) | CPU | decompress | compress peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for e, s in summary.items():
         steps = EFFORTS[e].steps if EFFORTS[e] else 0
         print(f"| {e} | {steps} | {len(s['images'])} | {s['bd_rate_percent']:+.2f}% | {s['bd_psnr_db']:+.3f} dB | "
               f"{s['median_image_bd_rate_percent']:+.2f}% | {s['images_with_gain']} | "
-              f"{s['median_encode_s_768x512']:.1f} s | {s['median_encode_cpu_s_768x512']:.1f} s | "
-              f"{s['median_decode_s_768x512']:.2f} s |")
+              f"{_seconds(s['median_encode_s_768x512'])} | {_seconds(s['median_encode_cpu_s_768x512'])} | "
+              f"{_seconds(s['median_decode_s_768x512'])} | {s['max_encode_peak_mb']:.0f} MB |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"qualities": qualities, "cpu": os.cpu_count(), "weights": weights,
                                        "schedules": schedules,
