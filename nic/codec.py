@@ -102,7 +102,8 @@ def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None
     Rate grows with quality, so bisection needs at most 8 codings of one analysis. If even
     quality 1 is larger than asked, that smallest file is returned (the caller says so).
     Above effort 0, where each coding is slow, effort 0's answer is refined, and the ratio of
-    the two files' sizes predicts where to look next: usually 2-3 refined codings in all.
+    the two files' sizes predicts the quality to refine next; from there one quality up or
+    down at a time (`sizing.largest_near`).
     """
     if isinstance(bpp, bool) or not isinstance(bpp, (int, float, np.integer, np.floating)) or not bpp > 0:
         raise NicError(f"target bpp must be positive, got {bpp}")

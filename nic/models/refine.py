@@ -31,9 +31,8 @@ from nic.models.fast import default_precision, float_twin
 @dataclass(frozen=True)
 class Schedule:
     """One effort level: `steps` Adam steps per tile on (y, z), the temperature falling
-    geometrically from tau0 to tau1. The defaults were tuned for 100 steps on Kodak crops
-    (README): with so few steps, half the Gumbel noise of SGA and a late, warm end of the
-    annealing buy most; fp32 instead of bf16 bought nothing."""
+    geometrically from tau0 to tau1. With so few steps, half the Gumbel noise of SGA and a
+    warm end of the annealing did best (`benchmarks/refine_schedule.py`, README)."""
 
     steps: int
     lr: float = 0.015  # in quantization bins of the gained latent (and of z)
@@ -122,7 +121,7 @@ def refine(model: nn.Module, image: np.ndarray, y: torch.Tensor, quality: int, s
     tiles = _tiles(z.shape[2], z.shape[3])
     nets = _Nets(*(float_twin(model, name) for name in _Nets._fields))
     with tqdm(total=schedule.steps * len(tiles), disable=not progress, unit="step",
-                              desc=f"refining q{quality}", leave=False, dynamic_ncols=True) as bar:
+              desc=f"refining q{quality}", leave=False, dynamic_ncols=True) as bar:
         for tile in tiles:
             _refine_tile(nets, x_all, y_g, z, tile, gain, inv_gain, lmbda, cells, stride, schedule, gen, bar)
     return y_g / gain, torch.round(z).long()
