@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import nic
-from nic import codec, container, geometry
+from nic import codec, container, geometry, sizing
 from nic.container import LATENT_SECTION, Header
 from nic.errors import NicError
 from nic.io import picture_from_array
@@ -93,6 +93,20 @@ def test_target_size_with_effort(photo):
     assert len(data) * 8 / (photo.shape[0] * photo.shape[1]) <= target
     assert container.unpack(data)[0].quality > 1
     assert np.asarray(nic.decompress(data)).shape == photo.shape
+
+
+def test_largest_near_finds_what_bisection_finds(photo):
+    """The walk that --bpp uses above effort 0 lands on bisection's answer from any guess
+    (JPEG's sizes stand in for a slow encoder)."""
+    def jpeg(q: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(photo).save(buf, "JPEG", quality=q)
+        return buf.getvalue()
+
+    qualities = list(range(5, 96, 10))
+    for budget in (len(jpeg(5)) - 1, len(jpeg(50)), len(jpeg(95)) + 1):
+        expected = sizing.largest_within(jpeg, qualities, budget)
+        assert all(sizing.largest_near(jpeg, qualities, budget, g) == expected for g in range(len(qualities)))
 
 
 def test_bad_effort_is_one_clear_line(tmp_path, photo):
