@@ -113,26 +113,30 @@ def _load_file(name: str, path: str, size: int, mtime_ns: int) -> LoadedModel:
     return from_bytes(name, data, source=path)
 
 
-def _load_path(name: str, path: Path) -> LoadedModel:
+def _version(path: Path) -> tuple[str, int, int]:
+    """(path, size, mtime): the cache key of a file's contents for as long as it is unchanged."""
     try:
         st = path.stat()
     except OSError as e:
         raise NicError(f"{path}: cannot read ({e.strerror})") from None
-    return _load_file(name, str(path), st.st_size, st.st_mtime_ns)
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def _load_path(name: str, path: Path) -> LoadedModel:
+    return _load_file(name, *_version(path))
 
 
 @lru_cache(maxsize=32)
 def _hash_cached(path: str, size: int, mtime_ns: int) -> bytes:
-    return weights_hash(Path(path).read_bytes())
+    try:
+        return weights_hash(Path(path).read_bytes())
+    except OSError as e:
+        raise NicError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def weights_hash_of(path: Path) -> bytes:
     """The hash of a weights file on disk (cached while the file is unchanged)."""
-    try:
-        st = path.stat()
-        return _hash_cached(str(path), st.st_size, st.st_mtime_ns)
-    except OSError as e:
-        raise NicError(f"{path}: cannot read ({e.strerror})") from None
+    return _hash_cached(*_version(path))
 
 
 def load(name: str, whash: bytes | None = None) -> LoadedModel:
