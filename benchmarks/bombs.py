@@ -5,7 +5,8 @@ its table's most probable one, which costs a tiny fraction of a bit. For each mo
 builds the smallest valid file for square images (those symbols, entropy coded; for `comcnn`
 the JPEG of a flat image at quality 1), finds by bisection the largest square whose file is
 under --budget bytes (1 KB) within the pixel limit, and decodes that file in a fresh process,
-measuring wall time and peak memory. The files are real: `nic decompress` accepts them.
+measuring wall time and peak memory. The files are real: `nic decompress` accepts them. A
+retired model (`factorized`) is measured with its archived weights, whose files still decode.
 
     python benchmarks/bombs.py                               # at the default limit (2^26)
     python benchmarks/bombs.py --max-pixels 4194304          # at a lower NIC_MAX_PIXELS
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from nic import container  # noqa: E402
 from nic.container import LATENT_SECTION, Header  # noqa: E402
 from nic.entropy import coder  # noqa: E402
-from nic.models import registry  # noqa: E402
+from nic.models import registry, store  # noqa: E402
 
 QUALITY = 1  # the coarsest quantizer: the most probable symbols are the likeliest
 
@@ -122,6 +123,15 @@ def largest_bomb(lm: registry.LoadedModel, budget: int, limit: int) -> tuple[int
     return lo * d, smallest_file(lm, lo * d, z_value)
 
 
+def load_model(name: str) -> registry.LoadedModel:
+    """A current model, or a retired one's archived weights: files made with them still decode,
+    so they can still be bombs."""
+    if name not in registry.RETIRED:
+        return registry.load(name)
+    (path,) = (store.WEIGHTS_DIR / store.ARCHIVE).glob(f"{name}-{'?' * 16}.safetensors")
+    return registry.load(name, bytes.fromhex(path.stem[-16:]))
+
+
 def decode_in_child(path: Path, limit: int) -> tuple[float, float, str]:
     """Wall seconds and peak RSS (MB) of `nic decompress` on one file, in a fresh process."""
     out = path.with_suffix(".png")
@@ -152,7 +162,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models.split(","):
-        lm = registry.load(name)
+        lm = load_model(name)
         side, data = largest_bomb(lm, args.budget, args.max_pixels)
         row = {"model": name, "side": side, "bytes": len(data)}
         if side:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,13 @@ def photo2() -> np.ndarray:
 def full_photo() -> np.ndarray:
     """The 768x512 demo photo (Kodak 23)."""
     return np.asarray(Image.open(ASSETS / "kodim23.png").convert("RGB")).copy()
+
+
+def archived_weights_hash(model: str) -> bytes:
+    """The hash of a retired model's archived weights: the one its golden file names."""
+    cases = json.loads((DATA / "golden" / "manifest.json").read_text())["files"]
+    (whash,) = {c["weights_hash"] for c in cases if c["model"] == model}
+    return bytes.fromhex(whash)
 
 
 def run_nic(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

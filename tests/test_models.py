@@ -12,9 +12,13 @@ from nic.eval.metrics import psnr
 from nic.models import registry
 from nic.models.base import CompressionModel
 
-SHIPPED = ["hyperprior", "factorized", "conv-ae", "comcnn"]
+SHIPPED = ["hyperprior", "conv-ae", "comcnn"]  # factorized was retired (tests/test_weights_release.py)
 SMALL = {"hyperprior": dict(N=16, M=16), "factorized": dict(N=16, M=8), "conv-ae": dict(width=8, latent=4),
          "comcnn": dict(width=8, rec_layers=4)}  # fresh models of each architecture, kept quick
+
+
+def test_exactly_these_models_ship():
+    assert sorted(p.stem for p in registry.WEIGHTS_DIR.glob("*.safetensors")) == sorted(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -121,7 +121,7 @@ def test_bad_effort_is_one_clear_line(tmp_path, photo):
         with pytest.raises(NicError, match="effort must be one of"):
             nic.compress(photo, effort=bad)
     with pytest.raises(NicError, match="no encoder refinement"):
-        nic.compress(photo, model="factorized", effort=1)
+        nic.compress(photo, model="conv-ae", effort=1)
     with pytest.raises(ValueError, match="effort must be one of"):
         Image.fromarray(photo).save(io.BytesIO(), "NIC", effort=True)
 

@@ -90,11 +90,11 @@ def test_target_size_and_alpha(client):
     img.putalpha(128)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    status = _wait(client, _upload(client, buf.getvalue(), "bpp=2.0&model=factorized").json()["job"])
+    status = _wait(client, _upload(client, buf.getvalue(), "bpp=2.0&model=conv-ae").json()["job"])
     result = status["result"]
     assert result["alpha_dropped"] is True
     nic = result["coded"][0]
-    assert nic["label"] == "nic factorized" and nic["bytes"] * 8 / (128 * 96) <= 2.0
+    assert nic["label"] == "nic conv-ae" and nic["bytes"] * 8 / (128 * 96) <= 2.0
 
 
 @pytest.mark.parametrize("data, query, status, message", [
@@ -106,6 +106,7 @@ def test_target_size_and_alpha(client):
     (PHOTO.read_bytes(), "quality=50&bpp=1", 400, "give either quality"),
     (PHOTO.read_bytes(), "bpp=-1", 400, "bpp must be above 0"),
     (PHOTO.read_bytes(), "quality=50&model=nope", 400, "unknown model 'nope'"),
+    (PHOTO.read_bytes(), "quality=50&model=factorized", 400, "model 'factorized' was retired in favour of"),
     (b"", "quality=50&sample=../../weights/hyperprior.json", 400, "no sample called"),
     (bytes(300_000), "quality=75", 413, "the upload is over the limit of 0 MB"),
 ])

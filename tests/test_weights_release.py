@@ -1,5 +1,6 @@
-"""Files outlive a weights release: replaced weights are archived under their hash and files
-made with them still decode to the same pixels; broken user models are skipped, not fatal."""
+"""Files outlive a weights release: replaced or retired weights are archived under their hash
+and files made with them still decode to the same pixels; broken user models are skipped, not
+fatal."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ import nic
 from nic import container
 from nic.errors import FormatError, NicError
 from nic.models import registry, store
-from nic.models.weights import deserialize
-from tests.conftest import DATA, run_nic
+from nic.models.weights import deserialize, serialize
+from tests.conftest import DATA, archived_weights_hash, run_nic
 
 SHIPPED = registry.WEIGHTS_DIR / f"{registry.DEFAULT_MODEL}.safetensors"
+GOLDEN = DATA / "golden"
+# the golden file made with the factorized model, shipped until it was retired on 2026-11-30
+(RETIRED_CASE,) = [c for c in json.loads((GOLDEN / "manifest.json").read_text())["files"] if c["model"] == "factorized"]
 
 
 def retrained(data: bytes) -> bytes:
@@ -89,12 +93,32 @@ def test_ship_weights_script(tmp_path):
     (tmp_path / "new" / "hyperprior.safetensors").write_bytes(retrained(SHIPPED.read_bytes()))
     (tmp_path / "new" / "hyperprior.json").write_text("{}")
     script = Path(__file__).parent.parent / "scripts" / "ship_weights.py"
-    r = subprocess.run([sys.executable, script, tmp_path / "new" / "hyperprior.safetensors", "--into", into],
-                       capture_output=True, text=True, timeout=120)
+
+    def ship(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args, "--into", into], capture_output=True, text=True,
+                              timeout=120)
+
+    r = ship(tmp_path / "new" / "hyperprior.safetensors")
     assert r.returncode == 0, r.stderr
     old_hash = registry.weights_hash_of(SHIPPED)
     assert store.archived_path(into, "hyperprior", old_hash).read_bytes() == SHIPPED.read_bytes()
     assert (into / "hyperprior.json").read_text() == "{}"
+
+    # --retire: only a model listed in RETIRED, and its weights and card go to the archive
+    r = ship("--retire", "hyperprior")
+    assert r.returncode == 1 and "add 'hyperprior' to RETIRED" in r.stderr
+    assert (into / "hyperprior.safetensors").is_file()
+    r = ship("--retire", "factorized")
+    assert r.returncode == 1 and "factorized.safetensors: no such model to retire" in r.stderr
+    old = store.archived_path(registry.WEIGHTS_DIR, "factorized", archived_weights_hash("factorized"))
+    shutil.copy(old, into / "factorized.safetensors")
+    shutil.copy(old.with_suffix(".json"), into / "factorized.json")
+    r = ship("--retire", "factorized")
+    assert r.returncode == 0 and "retired in favour of 'hyperprior'" in r.stdout, r.stderr
+    assert not (into / "factorized.safetensors").exists() and not (into / "factorized.json").exists()
+    moved = store.archived_path(into, "factorized", archived_weights_hash("factorized"))
+    assert moved.read_bytes() == old.read_bytes() and moved.with_suffix(".json").read_bytes() == \
+        old.with_suffix(".json").read_bytes()
 
 
 def fake_weights(config: dict) -> bytes:
@@ -153,3 +177,60 @@ def test_golden_files_decode_after_the_default_weights_are_replaced(tmp_path, mo
         assert container.unpack(data)[0].weights_hash != registry.weights_hash_of(weights / "hyperprior.safetensors")
         with Image.open(golden / case["png"]) as png:
             assert np.array_equal(np.asarray(nic.decompress(data, exact=True)), np.asarray(png))
+
+
+def test_a_retired_model_is_not_offered_but_its_files_still_decode(tmp_path, photo):
+    """factorized left the package on 2026-11-30; files made with it decode from the archive."""
+    whash = bytes.fromhex(RETIRED_CASE["weights_hash"])
+    assert registry.RETIRED == {"factorized": "hyperprior"} and "factorized" not in registry.available()
+    archived = store.archived_path(registry.WEIGHTS_DIR, "factorized", whash)
+    assert registry.weights_hash_of(archived) == whash and archived.with_suffix(".json").is_file()
+    r = run_nic("models")
+    assert r.returncode == 0 and "hyperprior (default)" in r.stdout
+    assert not [line for line in r.stdout.splitlines() if line.startswith("factorized")]
+
+    retired = "model 'factorized' was retired in favour of 'hyperprior' (files made with it still decode)"
+    shutil.copy(DATA / "kodim05-crop.png", tmp_path / "photo.png")
+    for args in (("compress", "photo.png", "--model", "factorized"),
+                 ("eval", ".", "--out", "results", "--models", "factorized", "--codecs", "none")):
+        r = run_nic(*args, cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr.strip().splitlines() == [f"nic: error: {retired}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+    with pytest.raises(NicError, match=retired.replace("(", r"\(").replace(")", r"\)")):
+        nic.compress(photo, model="factorized")
+    with pytest.raises(ValueError, match="was retired in favour of 'hyperprior'"):
+        Image.fromarray(photo).save(tmp_path / "x.nic", model="factorized")
+
+    with Image.open(GOLDEN / RETIRED_CASE["png"]) as png:
+        expected = np.asarray(png).copy()
+    data = (GOLDEN / RETIRED_CASE["nic"]).read_bytes()
+    assert container.unpack(data)[0].weights_hash == whash
+    assert np.array_equal(np.asarray(nic.decompress(data, exact=True)), expected)
+    r = run_nic("decompress", GOLDEN / RETIRED_CASE["nic"], "-o", tmp_path / "back.png", "--exact")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), expected)
+
+
+def test_a_retired_models_files_without_its_archive_are_refused_clearly(tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    shutil.copytree(registry.WEIGHTS_DIR, weights, ignore=shutil.ignore_patterns("factorized-*"))
+    monkeypatch.setattr(store, "WEIGHTS_DIR", weights)
+    with pytest.raises(FormatError, match="weights of the retired model 'factorized' .* not in the archive"):
+        nic.decompress((GOLDEN / RETIRED_CASE["nic"]).read_bytes())
+
+
+def test_a_user_model_may_take_a_retired_name_and_old_files_still_decode(user_models, photo):
+    """Training your own factorized model (configs/factorized-cpu.toml) and exporting it under
+    that name makes it the model that encodes; files of the retired weights still decode."""
+    torch.manual_seed(0)
+    config = {"architecture": "factorized", "N": 16, "M": 8}
+    model = registry.build(**config).eval()
+    model.load_coding(model.export_coding())
+    store.install(user_models, "factorized", serialize(model, config), b"{}")
+    assert "factorized" in registry.available()
+    data = nic.compress(photo, quality=50, model="factorized")
+    assert container.unpack(data)[0].weights_hash == registry.weights_hash_of(user_models / "factorized.safetensors")
+    assert np.asarray(nic.decompress(data)).shape == photo.shape
+    with Image.open(GOLDEN / RETIRED_CASE["png"]) as png:
+        old = nic.decompress((GOLDEN / RETIRED_CASE["nic"]).read_bytes(), exact=True)
+        assert np.array_equal(np.asarray(old), np.asarray(png))

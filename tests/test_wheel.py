@@ -62,15 +62,16 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     timings["build"] = time.perf_counter() - start
     (wheel,) = (scratch / "dist").glob("nic-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for model in ("hyperprior", "factorized", "conv-ae", "comcnn"):
+    for model in ("hyperprior", "conv-ae", "comcnn"):
         assert {f"nic/weights/{model}.safetensors", f"nic/weights/{model}.json"} <= names
+    archived = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nic/weights/archive").iterdir()}
+    assert any(n.startswith("nic/weights/archive/factorized-") for n in archived) and archived <= names
     assert {"nic/serve/static/index.html", "nic/serve/static/app.js", "nic/serve/static/style.css",
             "nic/serve/samples/kodim23.png", "nic/pillow.py"} <= names
     with zipfile.ZipFile(wheel) as z:
         assert z.read("nic/serve/samples/kodim23.png") == (ROOT / "assets/kodim23.png").read_bytes()
-        for weights in ("hyperprior", "factorized"):
-            shipped = (ROOT / "nic/weights" / f"{weights}.safetensors").read_bytes()
-            assert z.read(f"nic/weights/{weights}.safetensors") == shipped
+        for weights in ["nic/weights/hyperprior.safetensors", *sorted(archived)]:
+            assert z.read(weights) == (ROOT / weights).read_bytes()
 
     start = time.perf_counter()
     venv = scratch / "venv"
@@ -98,8 +99,9 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     assert np.array_equal(np.asarray(Image.open(work / "back.png")), np.asarray(nic.decompress(data)))
 
     models = _run(cli, "models", cwd=work, env=env).stdout
-    for model in ("hyperprior (default)", "factorized", "conv-ae", "comcnn"):
+    for model in ("hyperprior (default)", "conv-ae", "comcnn"):
         assert model in models
+    assert not [line for line in models.splitlines() if line.startswith("factorized")]  # retired: decode only
     assert str(venv.resolve()) in models and str(ROOT) not in models
 
     _run(cli, "eval", "photos", "--out", "results", "--models", "hyperprior:50", "--codecs", "jpeg",

@@ -4,9 +4,10 @@ A model's current weights are `NAME.safetensors` (with its card `NAME.json`) in 
 `weights/` folder or in the user's model folder. Weights never disappear once files may have
 been made with them: replacing a model's weights (`nic export --force`,
 `scripts/ship_weights.py`) moves the old pair into `archive/NAME-HASH.safetensors` beside it,
-where HASH is the 16 hex digits that .nic headers carry. Decoding looks for the weights whose
-hash the header names among the current files and both archives, and checks that the file it
-found really has that hash, so a file written by any release decodes in every later one.
+where HASH is the 16 hex digits that .nic headers carry, and so does retiring a model
+(`scripts/ship_weights.py --retire NAME`). Decoding looks for the weights whose hash the header
+names among the current files and both archives, and checks that the file it found really has
+that hash, so a file written by any release decodes in every later one.
 """
 
 from __future__ import annotations
@@ -58,16 +59,34 @@ def install(folder: Path, name: str, data: bytes, card: bytes, force: bool = Fal
         install_check(folder, name)
     weights, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
     folder.mkdir(parents=True, exist_ok=True)
-    archived = None
-    if weights.is_file():
-        old = weights.read_bytes()
-        if weights_hash(old) != weights_hash(data):
-            archived = archived_path(folder, name, weights_hash(old))
-            archived.parent.mkdir(exist_ok=True)
-            if not archived.exists():
-                atomic_write(archived, old)
-            if card_path.is_file() and not archived.with_suffix(".json").exists():
-                atomic_write(archived.with_suffix(".json"), card_path.read_bytes())
+    same = weights.is_file() and weights_hash(weights.read_bytes()) == weights_hash(data)
+    archived = _archive(folder, name) if weights.is_file() and not same else None
     atomic_write(weights, data, force=True)
     atomic_write(card_path, card, force=True)
+    return archived
+
+
+def retire(folder: Path, name: str) -> Path:
+    """Take model `name` out of `folder`'s current models: its weights and card move to the
+    archive, so it is no longer offered but every file made with it still decodes."""
+    weights = folder / f"{name}.safetensors"
+    if not weights.is_file():
+        raise NicError(f"{weights}: no such model to retire")
+    archived = _archive(folder, name)
+    weights.unlink()
+    weights.with_suffix(".json").unlink(missing_ok=True)
+    return archived
+
+
+def _archive(folder: Path, name: str) -> Path:
+    """Copy model `name`'s current weights (and card) in `folder` to the archive under their
+    hash; returns the archived weights file."""
+    weights, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
+    old = weights.read_bytes()
+    archived = archived_path(folder, name, weights_hash(old))
+    archived.parent.mkdir(exist_ok=True)
+    if not archived.exists():
+        atomic_write(archived, old)
+    if card_path.is_file() and not archived.with_suffix(".json").exists():
+        atomic_write(archived.with_suffix(".json"), card_path.read_bytes())
     return archived

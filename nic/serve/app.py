@@ -97,8 +97,9 @@ def _rate(params) -> Rate:
 
 def _model(params) -> str:
     name = params.get("model") or registry.DEFAULT_MODEL
-    if name not in registry.available():
-        raise BadRequest(f"unknown model {name!r}")
+    cards = registry.available()
+    if name not in cards:
+        raise BadRequest(str(registry.unknown_model(name, cards)))
     return name
 
 
