@@ -1,12 +1,15 @@
-"""BD-rate against JPEG as training goes on: what more training would buy.
+"""BD-rate against JPEG as training goes on, over hours of training: what more training buys.
 
-Exports every snapshot of a run (`run.snapshot_every`) and its final checkpoint as temporary
-models, measures them all with `nic eval` (real files) on Kodak or, with `--validation`, on the
-patches the run held out of training (`data.holdout`, listed in its validation.txt), and prints
-BD-rate against Pillow's JPEG by training step and hours. Writes JSON.
+Exports snapshots of one or more runs (`run.snapshot_every`; every `--every` steps) and their
+final checkpoints as temporary models, plus any weights files given with `--weights`, and
+measures them all with `nic eval` (real files) on Kodak and on the patches the runs held out
+of training (`data.holdout`, their validation.txt; all runs must hold out the same ones).
+Hours run on from the training behind each run's starting weights (`RUN@HOURS`; the model
+card's history says how many), so runs that continue each other make one curve. Prints a
+table, writes JSON and, with `--plot`, a figure.
 
-    python benchmarks/learning_curve.py runs/hyperprior-cpu
-    python benchmarks/learning_curve.py runs/hyperprior-cpu --validation --out benchmarks/results/curve-val.json
+    python benchmarks/learning_curve.py runs/a@5.85 runs/b@7.74 --every 4000 \\
+        --weights nic/weights/hyperprior.safetensors@7.74 --plot docs/learning-curve.png
 """
 
 from __future__ import annotations
@@ -19,40 +22,96 @@ import torch
 from checkpoints_eval import held_out, measure
 
 ROOT = Path(__file__).resolve().parent.parent
+SETS = ("validation", "kodak")
+
+
+def _at(spec: str) -> tuple[Path, float]:
+    path, _, hours = spec.rpartition("@")
+    if not path:
+        raise SystemExit(f"{spec}: expected PATH@HOURS (hours of training before it)")
+    return Path(path), float(hours)
+
+
+def points(runs: list[str], weights: list[str], every: int) -> tuple[dict[str, Path], dict[str, dict]]:
+    """name -> checkpoint or weights file, and name -> {series, step, hours, hardware}."""
+    paths, info = {}, {}
+    for spec in runs:
+        run, before = _at(spec)
+        ckpts = [c for c in sorted(run.glob("snapshots/*.pt")) if int(c.stem.split("-")[1]) % every == 0]
+        for ckpt in ckpts + [run / "checkpoint.pt"]:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            name = f"{run.name}-{state['step']}"
+            paths[name] = ckpt
+            info[name] = {"series": run.name, "step": state["step"], "hours": before + state["elapsed"] / 3600,
+                          "hardware": state["hardware"]}
+    for spec in weights:
+        path, hours = _at(spec)
+        name = path.stem
+        paths[name] = path
+        info[name] = {"series": "weights", "step": None, "hours": hours, "hardware": None}
+    return paths, info
+
+
+def plot(info: dict[str, dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SETS), figsize=(11, 4), sharey=True)
+    for ax, which in zip(axes, SETS, strict=True):
+        for series in dict.fromkeys(i["series"] for i in info.values()):
+            rows = sorted((i["hours"], i[which]) for i in info.values() if i["series"] == series and which in i)
+            if rows:
+                ax.plot(*zip(*rows, strict=True), "o" if series == "weights" else "o-", label=series)
+        ax.set(title=which, xlabel="hours of training", ylabel="BD-rate vs JPEG (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run")
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "kodak"))
+    p.add_argument("runs", nargs="*", help="RUN@HOURS: a run folder and the hours of training before it")
+    p.add_argument("--weights", nargs="*", default=[], help="PATH@HOURS: weights files measured as single points")
+    p.add_argument("--every", type=int, default=1, help="only snapshots at multiples of this many steps")
+    p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
+    p.add_argument("--sets", default=",".join(SETS), help="which of validation,kodak to measure on")
     p.add_argument("--qualities", default="1,10,25,50,75,90,100")
-    p.add_argument("--validation", action="store_true", help="measure on the run's held-out patches instead")
-    p.add_argument("--images", type=int, default=0, help="only the first N images (0: all)")
+    p.add_argument("--images", type=int, default=0, help="only the first N held-out patches (0: all)")
     p.add_argument("--jobs", type=int, default=2, help="nic eval worker processes")
     p.add_argument("--results", default="results/learning-curve")
     p.add_argument("--out", default="benchmarks/results/learning_curve.json")
+    p.add_argument("--plot", type=Path, help="also draw the curves into this image")
     args = p.parse_args()
-    run = Path(args.run)
-    files = sorted(Path(args.data).glob("*.png"))
-    if args.validation:
-        files = held_out(run)
-        args.data = f"{run / 'validation.txt'} ({len(files)} held-out images)"
-    points, names = {}, {}
-    for ckpt in sorted(run.glob("snapshots/*.pt")) + [run / "checkpoint.pt"]:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        name = f"{run.name}-{state['step']}"
-        points[name] = ckpt
-        names[name] = {"step": state["step"], "hours": state["elapsed"] / 3600, "hardware": state["hardware"]}
-    bd = measure(points, files[:args.images or None], args.qualities, Path(args.results), args.jobs)["psnr"]["jpeg"]
-    print(f"{'model':>28} {'step':>7} {'hours':>6}  BD-rate vs JPEG")
-    for name, info in names.items():
-        info["bd_rate_vs_jpeg"] = bd[name]["bd_rate"]
-        print(f"{name:>28} {info['step']:7d} {info['hours']:6.2f}  {info['bd_rate_vs_jpeg']:+.1f}%")
+    paths, info = points(args.runs, args.weights, args.every)
+    if not paths:
+        raise SystemExit("nothing to measure: give runs or --weights")
+    sets = {"kodak": sorted(Path(args.kodak).glob("*.png"))}
+    if args.runs:
+        runs = [_at(spec)[0] for spec in args.runs]
+        files = held_out(runs[0])
+        if any(held_out(run) != files for run in runs[1:]):
+            raise SystemExit("the runs hold out different images: their validation curves would not compare")
+        sets["validation"] = files[:args.images or None]
+    for which in [s for s in args.sets.split(",") if s in sets]:
+        if not sets[which]:
+            raise SystemExit(f"no {which} images found (--kodak, or the runs' validation.txt)")
+        bd = measure(paths, sets[which], args.qualities, Path(args.results) / which, args.jobs)["psnr"]["jpeg"]
+        for name in info:
+            info[name][which] = bd[name]["bd_rate"]
+    measured = [s for s in SETS if s in next(iter(info.values()))]
+    print(f"{'model':>28} {'step':>7} {'hours':>6}  " + "  ".join(f"{s + ' vs JPEG':>18}" for s in measured))
+    for name, i in sorted(info.items(), key=lambda kv: kv[1]["hours"]):
+        print(f"{name:>28} {i['step'] if i['step'] is not None else '':>7} {i['hours']:6.2f}  "
+              + "  ".join(f"{i[s]:+17.1f}%" for s in measured))
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"run": str(run), "data": args.data, "images": args.images or "all",
-                               "qualities": args.qualities, "hardware": next(iter(names.values()))["hardware"],
-                               "points": names}, indent=2) + "\n")
+    out.write_text(json.dumps({"runs": args.runs, "weights": args.weights, "qualities": args.qualities,
+                               "sets": {s: len(sets[s]) for s in measured}, "points": info}, indent=2) + "\n")
+    if args.plot:
+        plot(info, args.plot)
 
 
 if __name__ == "__main__":

@@ -301,3 +301,11 @@ def test_a_run_saved_before_a_config_key_existed_resumes_with_its_default():
     cfg = resolve(None, ["optim.steps=7"], old)
     assert cfg["data"]["augment"] == "flip" and cfg["optim"]["balance"] == 0.5
     assert cfg["model"]["N"] == 16 and cfg["optim"]["steps"] == 7
+
+
+def test_snapshots_keep_their_own_cadence(tmp_path):
+    """Snapshots every 3 steps with checkpoints every 4: both cadences are kept."""
+    train(tiny_cfg("optim.steps=6", "run.checkpoint_every=4", "run.snapshot_every=3"), tmp_path / "run", progress=False)
+    snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").glob("*.pt"))
+    assert snaps == ["step-0000003.pt", "step-0000006.pt"]
+    assert load_checkpoint(tmp_path / "run")["step"] == 6

@@ -163,14 +163,16 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
             log.flush()
             bar.set_postfix(loss=f"{loss:.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}", refresh=False)
             window, t_window = [], time.time()
-        if rank == 0 and (step % rcfg["checkpoint_every"] == 0 or step == ocfg["steps"]):
+        if rank != 0:
+            continue
+        if step % rcfg["checkpoint_every"] == 0 or step == ocfg["steps"]:
             checkpoint(ckpt_path, with_optimizer=True)
-            if rcfg["eval_every"] and step % rcfg["eval_every"] == 0:
-                log.write(json.dumps({"step": step, "check": check_points(model, cfg)}) + "\n")
-                log.flush()
-            if rcfg["snapshot_every"] and step % rcfg["snapshot_every"] == 0:
-                (run_dir / "snapshots").mkdir(exist_ok=True)
-                checkpoint(run_dir / "snapshots" / f"step-{step:07d}.pt", with_optimizer=False)
+        if rcfg["eval_every"] and step % rcfg["eval_every"] == 0:
+            log.write(json.dumps({"step": step, "check": check_points(model, cfg)}) + "\n")
+            log.flush()
+        if rcfg["snapshot_every"] and step % rcfg["snapshot_every"] == 0:
+            (run_dir / "snapshots").mkdir(exist_ok=True)
+            checkpoint(run_dir / "snapshots" / f"step-{step:07d}.pt", with_optimizer=False)
     bar.close()
     if log:
         log.close()
