@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from checkpoints_eval import held_out, measure
 
@@ -52,6 +54,17 @@ def points(runs: list[str], weights: list[str], every: int) -> tuple[dict[str, P
     return paths, info
 
 
+def projection(info: dict[str, dict], which: str, target: float, series: list[str]) -> dict | None:
+    """A straight line through BD-rate against log2(hours) over the points of `series`: the
+    points gained per doubling of training, and the hours at which the line reaches `target`."""
+    rows = [(math.log2(i["hours"]), i[which]) for i in info.values() if i["series"] in series and which in i]
+    if len(rows) < 2:
+        return None
+    slope, icpt = np.polyfit(*zip(*rows, strict=True), 1)
+    hours = 2 ** ((target - icpt) / slope) if slope < 0 else math.inf
+    return {"series": series, "per_doubling": float(slope), "target": target, "hours": float(hours)}
+
+
 def plot(info: dict[str, dict], out: Path) -> None:
     import matplotlib
 
@@ -84,6 +97,8 @@ def main() -> None:
     p.add_argument("--results", default="results/learning-curve")
     p.add_argument("--out", default="benchmarks/results/learning_curve.json")
     p.add_argument("--plot", type=Path, help="also draw the curves into this image")
+    p.add_argument("--target", type=float, default=-42.0, help="BD-rate vs JPEG to project the hours to")
+    p.add_argument("--project", default="", help="series (run names, 'weights') whose points the line fits")
     args = p.parse_args()
     paths, info = points(args.runs, args.weights, args.every)
     if not paths:
@@ -106,10 +121,17 @@ def main() -> None:
     for name, i in sorted(info.items(), key=lambda kv: kv[1]["hours"]):
         print(f"{name:>28} {i['step'] if i['step'] is not None else '':>7} {i['hours']:6.2f}  "
               + "  ".join(f"{i[s]:+17.1f}%" for s in measured))
+    lines = {}
+    for which in measured if args.project else []:
+        lines[which] = line = projection(info, which, args.target, args.project.split(","))
+        if line:
+            print(f"{which}: {line['per_doubling']:+.1f} points per doubling of training hours; "
+                  f"{args.target:+.0f}% projected at {line['hours']:.0f} h")
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": args.runs, "weights": args.weights, "qualities": args.qualities,
-                               "sets": {s: len(sets[s]) for s in measured}, "points": info}, indent=2) + "\n")
+                               "sets": {s: len(sets[s]) for s in measured}, "points": info,
+                               "projection": lines}, indent=2) + "\n")
     if args.plot:
         plot(info, args.plot)
 
