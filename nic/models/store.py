@@ -59,8 +59,8 @@ def install(folder: Path, name: str, data: bytes, card: bytes, force: bool = Fal
         install_check(folder, name)
     weights, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
     folder.mkdir(parents=True, exist_ok=True)
-    same = weights.is_file() and weights_hash(weights.read_bytes()) == weights_hash(data)
-    archived = _archive(folder, name) if weights.is_file() and not same else None
+    old = weights.read_bytes() if weights.is_file() else None
+    archived = _archive(folder, name, old) if old is not None and weights_hash(old) != weights_hash(data) else None
     atomic_write(weights, data, force=True)
     atomic_write(card_path, card, force=True)
     return archived
@@ -72,17 +72,16 @@ def retire(folder: Path, name: str) -> Path:
     weights = folder / f"{name}.safetensors"
     if not weights.is_file():
         raise NicError(f"{weights}: no such model to retire")
-    archived = _archive(folder, name)
+    archived = _archive(folder, name, weights.read_bytes())
     weights.unlink()
     weights.with_suffix(".json").unlink(missing_ok=True)
     return archived
 
 
-def _archive(folder: Path, name: str) -> Path:
-    """Copy model `name`'s current weights (and card) in `folder` to the archive under their
-    hash; returns the archived weights file."""
-    weights, card_path = folder / f"{name}.safetensors", folder / f"{name}.json"
-    old = weights.read_bytes()
+def _archive(folder: Path, name: str, old: bytes) -> Path:
+    """Copy model `name`'s current weights `old` (read once by the caller) and its card in
+    `folder` to the archive under their hash; returns the archived weights file."""
+    card_path = folder / f"{name}.json"
     archived = archived_path(folder, name, weights_hash(old))
     archived.parent.mkdir(exist_ok=True)
     if not archived.exists():
