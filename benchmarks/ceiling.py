@@ -21,18 +21,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nic.eval.metrics import psnr
 from nic.models import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return -10 * math.log10(float(((a.clamp(0, 1) * 255).round() / 255 - b).square().mean()))
+def pixels(x: torch.Tensor) -> np.ndarray:
+    """A synthesis output (1, 3, H, W) in [0, 1] as the uint8 image a decoder writes."""
+    return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 @torch.inference_mode()
-def ceiling(model, x: torch.Tensor, qualities: list[int], finer: list[float]) -> dict[int, list[float]]:
+def ceiling(model, image: np.ndarray, qualities: list[int], finer: list[float]) -> dict[int, list[float]]:
     """PSNR per quality for quantizer steps divided by each of `finer` (inf: no rounding)."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
     pad = model.downsampling
     h, w = x.shape[-2:]
     xp = torch.nn.functional.pad(x, (0, -w % pad, 0, -h % pad), mode="replicate")
@@ -48,7 +51,7 @@ def ceiling(model, x: torch.Tensor, qualities: list[int], finer: list[float]) ->
             else:
                 g = gain * f
                 y_hat = (torch.round((y - mu) * g) + mu * g) * inv_gain / f
-            row.append(psnr(model.g_s(y_hat)[..., :h, :w], x))
+            row.append(psnr(pixels(model.g_s(y_hat)[..., :h, :w]), image))
         out[q] = row
     return out
 
@@ -69,8 +72,8 @@ def main() -> None:
     files = sorted(args.folder.glob("*.png"))
     per_image = {}
     for f in files:
-        x = torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255)
-        per_image[f.name] = ceiling(model, x.permute(2, 0, 1)[None], args.qualities, args.finer)
+        image = np.array(Image.open(f).convert("RGB"))
+        per_image[f.name] = ceiling(model, image, args.qualities, args.finer)
     mean = {q: [float(np.mean([r[q][i] for r in per_image.values()])) for i in range(len(args.finer))]
             for q in args.qualities}
     print(f"{loaded.name} ({loaded.weights_hash.hex()}), {len(files)} images, mean PSNR (dB) by quantizer step")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -30,6 +29,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 NIC = [sys.executable, "-m", "nic"]
+sys.path.insert(0, str(ROOT))
+
+from nic.eval.metrics import psnr  # noqa: E402
 
 
 def _run(args: list[str], threads: int) -> tuple[float, float, float]:
@@ -55,13 +57,12 @@ def measure(image: Path, quality: int, effort: int, work: Path, threads: int) ->
     enc_wall, enc_cpu, enc_rss = _run(["compress", str(image), "-o", str(nic_file), "-q", str(quality),
                               "--effort", str(effort), "--force"], threads)
     dec_wall, _, _ = _run(["decompress", str(nic_file), "-o", str(png), "--force"], threads)
-    original = np.asarray(Image.open(image).convert("RGB"), dtype=np.float64)
-    decoded = np.asarray(Image.open(png).convert("RGB"), dtype=np.float64)
+    original = np.asarray(Image.open(image).convert("RGB"))
+    decoded = np.asarray(Image.open(png).convert("RGB"))
     h, w = original.shape[:2]
-    mse = float(np.mean((original - decoded) ** 2))
     return {"image": image.name, "quality": quality, "effort": effort, "size": f"{w}x{h}",
             "bytes": nic_file.stat().st_size, "bpp": nic_file.stat().st_size * 8 / (w * h),
-            "psnr": 10 * math.log10(255**2 / mse), "encode_s": enc_wall, "encode_cpu_s": enc_cpu,
+            "psnr": psnr(original, decoded), "encode_s": enc_wall, "encode_cpu_s": enc_cpu,
             "encode_peak_mb": enc_rss, "decode_s": dec_wall, "threads": threads or os.cpu_count()}
 
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nic import geometry  # noqa: E402
+from nic.eval import metrics  # noqa: E402
 from nic.models import refine, registry  # noqa: E402
 
 
@@ -38,8 +39,7 @@ def point(model: torch.nn.Module, original: np.ndarray, layout: geometry.Layout,
     """(bpp, RGB PSNR) of coded streams, decoded by the exact decoder."""
     h, w = original.shape[:2]
     pixels = geometry.restore(model.decompress(streams, *layout.padded, quality), layout)
-    mse = np.mean((pixels.astype(np.float64) - original) ** 2)
-    return sum(map(len, streams)) * 8 / (h * w), 10 * math.log10(255**2 / mse)
+    return sum(map(len, streams)) * 8 / (h * w), metrics.psnr(pixels, original)
 
 
 def rate_saving(curve: list[tuple[float, float]], bpp: float, psnr: float) -> float:
