@@ -240,6 +240,29 @@ def test_gain_tables_are_resampled_to_a_wider_lambda_range(tmp_path):
     assert torch.equal(wide.g_a[0].weight, narrow.g_a[0].weight)
 
 
+def test_a_wider_encoder_starts_from_narrower_weights_unchanged(tmp_path):
+    torch.manual_seed(2)
+    narrow = build("hyperprior", N=8, M=12, levels=4)
+    torch.save({"model": narrow.state_dict(), "config": {"model": {"architecture": "hyperprior", **narrow.config}}},
+               tmp_path / "narrow.pt")
+    wide = build("hyperprior", N=8, M=12, levels=4, N_a=16)
+    assert wide.g_a[0].weight.shape[0] == 16 and wide.g_s[0].weight.shape[1] == 8  # decoder as before
+    assert "N_a" not in narrow.config and wide.config["N_a"] == 16
+    init_from(wide, tmp_path / "narrow.pt")
+    x, t = torch.rand(2, 3, 64, 64), torch.tensor([0.5, 2.5])
+    with torch.no_grad():
+        torch.manual_seed(3)  # the same training noise in both
+        a = narrow(x, t)
+        torch.manual_seed(3)
+        b = wide(x, t)
+    assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)  # the same function at the start
+    assert torch.allclose(a["bits"], b["bits"], rtol=1e-5)
+    assert wide.g_a[0].weight[8:].abs().sum() > 0  # new channels keep their fresh init, to grow
+    out = wide(x, t)
+    (out["bits"].sum() + out["x_hat"].square().sum()).backward()
+    assert wide.g_a[2].weight.grad[:, 8:].abs().sum() > 0  # ... and training reaches them
+
+
 def test_holdout_keeps_whole_source_photos_out_of_training(tmp_path):
     folder = tmp_path / "pack"
     folder.mkdir()

@@ -34,9 +34,12 @@ class MeanScaleHyperprior(LatentModel):
     max_effort = max(refine.EFFORTS)
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
-                 lmbda_min: float = 0.0015, lmbda_max: float = 0.12):
-        super().__init__(dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max))
-        self.g_a = analysis_transform(N, M)
+                 lmbda_min: float = 0.0015, lmbda_max: float = 0.12, N_a: int = 0):
+        config = dict(N=N, M=M, levels=levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max)
+        if N_a:  # the encoder's own width (0: N); it costs encoding time only, never decoding
+            config["N_a"] = N_a
+        super().__init__(config)
+        self.g_a = analysis_transform(N_a or N, M)
         self.g_s = synthesis_transform(N, M)
         self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
         self.h_s = nn.Sequential(

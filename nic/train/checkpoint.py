@@ -45,7 +45,8 @@ def init_from(model: CompressionModel, path: Path) -> None:
     match (e.g. the factorized model from a hyperprior's transforms and gains); the rest keeps
     its fresh init. A shipped file's integer-only decoder networks come back as the float
     values of their integer weights, so a shipped model can be trained further. Gain tables
-    learned for another lambda range are resampled to this model's levels."""
+    learned for another lambda range are resampled to this model's levels, and narrower
+    transforms are widened without changing what the model computes (`_widen_into`)."""
     if path.suffix == ".safetensors":
         if not path.exists():
             raise NicError(f"{path}: no such weights file")
@@ -59,12 +60,39 @@ def init_from(model: CompressionModel, path: Path) -> None:
     if not shared:
         raise NicError(f"{path}: no weights match this architecture")
     model.load_state_dict(shared, strict=False)
+    _widen_into(model, ours, {k: v for k, v in theirs.items() if k in ours and k not in shared})
     gain = model.gain
     if "gain.log_gain" in theirs and "lmbda_min" in their_cfg and (
             (their_cfg["levels"], their_cfg["lmbda_min"], their_cfg["lmbda_max"])
             != (gain.levels, gain.lmbda_min, gain.lmbda_max)):
         gain.load_resampled(theirs["gain.log_gain"], theirs["gain.log_inv_gain"],
                             their_cfg["lmbda_min"], their_cfg["lmbda_max"])
+
+
+def _widen_into(model: CompressionModel, ours: dict[str, torch.Tensor],
+                narrower: dict[str, torch.Tensor]) -> None:
+    """Load the transforms (g_a, g_s) of a narrower model, e.g. g_a at 96 channels into g_a
+    at 128 (`N_a`), so that the wider one computes the same function: old channels keep their
+    values, new channels their fresh init, and every weight that reads a new channel into an
+    old one is zero (in GDN nearly zero: a zero square root would never train). Training
+    then grows the new channels from a model that already works instead of from scratch."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for key, theirs in narrower.items():
+            module_name, _, name = key.rpartition(".")
+            mine = ours[key]  # shares storage with the model's parameter
+            wider = mine.dim() == theirs.dim() and all(a >= b for a, b in zip(mine.shape, theirs.shape, strict=True))
+            if not (wider and key.startswith(("g_a.", "g_s."))):
+                continue  # not a widening of a transform: keep the fresh init
+            module = modules[module_name]
+            old = tuple(slice(0, n) for n in theirs.shape)
+            if isinstance(module, torch.nn.ConvTranspose2d) and name == "weight":  # (in, out, k, k)
+                mine[theirs.shape[0]:, :theirs.shape[1]] = 0
+            elif isinstance(module, torch.nn.Conv2d) and name == "weight":  # (out, in, k, k)
+                mine[:theirs.shape[0], theirs.shape[1]:] = 0
+            elif name == "gamma_sqrt":  # GDN's (out, in) coupling
+                mine[:theirs.shape[0], theirs.shape[1]:] = 1e-3
+            mine[old] = theirs.to(mine.dtype)
 
 
 def hardware(device: torch.device) -> str:

@@ -47,7 +47,8 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     state = load_checkpoint(run)
     cfg = state["config"]
     model = trained_model(state).eval()
-    data = serialize(model, cfg["model"])
+    config = file_config(model, cfg["model"]["architecture"])
+    data = serialize(model, config)
     this_run = {
         "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
         "steps": state["step"], "wall_time_s": round(state["elapsed"], 1),
@@ -62,7 +63,7 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
         "name": name,
         "architecture": cfg["model"]["architecture"],
         "description": module_doc.split("\n\n")[0].replace("\n", " "),
-        "config": cfg["model"],
+        "config": config,
         "training": this_run,
         "history": history,
         "total": {"runs": len(history), "steps": sum(r.get("steps", 0) for r in history),
@@ -90,7 +91,14 @@ def check_points(model: CompressionModel, cfg: dict[str, Any]) -> list[dict]:
     if not images:
         return []
     snapshot = copy.deepcopy(model).cpu().float()  # leave the training model where it is
-    return _points("training-check", serialize(snapshot, cfg["model"]), images, rcfg["eval_qualities"])
+    config = file_config(snapshot, cfg["model"]["architecture"])
+    return _points("training-check", serialize(snapshot, config), images, rcfg["eval_qualities"])
+
+
+def file_config(model: CompressionModel, architecture: str) -> dict[str, Any]:
+    """The config a weights file stores: the model's own (an optional setting left at its
+    default, like the hyperprior's `N_a`, is not written, so the file reads as before)."""
+    return {"architecture": architecture, **model.config}
 
 
 def _points(name: str, weights: bytes, images: list[Path], qualities: list[int]) -> list[dict]:
