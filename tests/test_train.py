@@ -222,14 +222,18 @@ def test_training_logs_the_precision_it_chose(tmp_path):
     assert saved["precision"] in ("fp32", "bf16") and isinstance(saved["channels_last"], bool)
 
 
+def save_as_checkpoint(model: torch.nn.Module, path: Path) -> None:
+    """A hyperprior saved as a run's checkpoint, for `run.init` to start from."""
+    torch.save({"model": model.state_dict(), "config": {"model": {"architecture": "hyperprior", **model.config}}}, path)
+
+
 def test_gain_tables_are_resampled_to_a_wider_lambda_range(tmp_path):
     torch.manual_seed(1)
     narrow = build("hyperprior", N=8, M=8, levels=8, lmbda_min=0.0015, lmbda_max=0.12)
     with torch.no_grad():
         narrow.gain.log_gain.normal_()
         narrow.gain.log_inv_gain.normal_()
-    torch.save({"model": narrow.state_dict(), "config": {"model": {"architecture": "hyperprior", **narrow.config}}},
-               tmp_path / "narrow.pt")
+    save_as_checkpoint(narrow, tmp_path / "narrow.pt")
     ratio = (0.12 / 0.0015) ** (1 / 7)
     wide = build("hyperprior", N=8, M=8, levels=10, lmbda_min=0.0015, lmbda_max=0.0015 * ratio**9)
     init_from(wide, tmp_path / "narrow.pt")
@@ -243,8 +247,7 @@ def test_gain_tables_are_resampled_to_a_wider_lambda_range(tmp_path):
 def test_a_wider_encoder_starts_from_narrower_weights_unchanged(tmp_path):
     torch.manual_seed(2)
     narrow = build("hyperprior", N=8, M=12, levels=4)
-    torch.save({"model": narrow.state_dict(), "config": {"model": {"architecture": "hyperprior", **narrow.config}}},
-               tmp_path / "narrow.pt")
+    save_as_checkpoint(narrow, tmp_path / "narrow.pt")
     wide = build("hyperprior", N=8, M=12, levels=4, N_a=16)
     assert wide.g_a[0].weight.shape[0] == 16 and wide.g_s[0].weight.shape[1] == 8  # decoder as before
     assert "N_a" not in narrow.config and wide.config["N_a"] == 16
