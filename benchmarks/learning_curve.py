@@ -5,8 +5,9 @@ final checkpoints as temporary models, plus any weights files given with `--weig
 measures them all with `nic eval` (real files) on Kodak and on the patches the runs held out
 of training (`data.holdout`, their validation.txt; all runs must hold out the same ones).
 Hours run on from the training behind each run's starting weights (`RUN@HOURS`; the model
-card's history says how many), so runs that continue each other make one curve. Prints a
-table, writes JSON and, with `--plot`, a figure.
+card's history says how many), so runs that continue each other make one curve. Points
+measured before (`--with` earlier JSON results) join the table, the projection and the plot
+without being measured again. Prints a table, writes JSON and, with `--plot`, a figure.
 
     python benchmarks/learning_curve.py runs/a@5.85 runs/b@7.74 --every 4000 \\
         --weights nic/weights/hyperprior.safetensors@7.74 --plot docs/learning-curve.png
@@ -99,10 +100,12 @@ def main() -> None:
     p.add_argument("--plot", type=Path, help="also draw the curves into this image")
     p.add_argument("--target", type=float, default=-42.0, help="BD-rate vs JPEG to project the hours to")
     p.add_argument("--project", default="", help="series (run names, 'weights') whose points the line fits")
+    p.add_argument("--with", dest="earlier", nargs="*", type=Path, default=[],
+                   help="earlier results (this script's JSON) whose points join these, not measured again")
     args = p.parse_args()
     paths, info = points(args.runs, args.weights, args.every)
-    if not paths:
-        raise SystemExit("nothing to measure: give runs or --weights")
+    if not paths and not args.earlier:
+        raise SystemExit("nothing to measure: give runs, --weights or --with")
     sets = {"kodak": sorted(Path(args.kodak).glob("*.png"))}
     if args.runs:
         runs = [_at(spec)[0] for spec in args.runs]
@@ -110,17 +113,20 @@ def main() -> None:
         if any(held_out(run) != files for run in runs[1:]):
             raise SystemExit("the runs hold out different images: their validation curves would not compare")
         sets["validation"] = files[:args.images or None]
-    for which in [s for s in args.sets.split(",") if s in sets]:
+    done = [s for s in args.sets.split(",") if s in sets] if paths else []
+    for which in done:
         if not sets[which]:
             raise SystemExit(f"no {which} images found (--kodak, or the runs' validation.txt)")
         bd = measure(paths, sets[which], args.qualities, Path(args.results) / which, args.jobs)["psnr"]["jpeg"]
         for name in info:
             info[name][which] = bd[name]["bd_rate"]
-    measured = [s for s in SETS if s in next(iter(info.values()))]
+    for earlier in args.earlier:
+        info = {**json.loads(earlier.read_text())["points"], **info}
+    measured = [s for s in SETS if any(s in i for i in info.values())]
     print(f"{'model':>28} {'step':>7} {'hours':>6}  " + "  ".join(f"{s + ' vs JPEG':>18}" for s in measured))
     for name, i in sorted(info.items(), key=lambda kv: kv[1]["hours"]):
         print(f"{name:>28} {i['step'] if i['step'] is not None else '':>7} {i['hours']:6.2f}  "
-              + "  ".join(f"{i[s]:+17.1f}%" for s in measured))
+              + "  ".join(f"{i[s]:+17.1f}%" if s in i else f"{'':>18}" for s in measured))
     lines = {}
     for which in measured if args.project else []:
         lines[which] = line = projection(info, which, args.target, args.project.split(","))
@@ -130,7 +136,8 @@ def main() -> None:
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": args.runs, "weights": args.weights, "qualities": args.qualities,
-                               "sets": {s: len(sets[s]) for s in measured}, "points": info,
+                               "with": [str(e) for e in args.earlier],
+                               "sets": {s: len(sets[s]) for s in done}, "points": info,
                                "projection": lines}, indent=2) + "\n")
     if args.plot:
         plot(info, args.plot)

@@ -265,6 +265,12 @@ def test_a_wider_encoder_starts_from_narrower_weights_unchanged(tmp_path):
     (out["bits"].sum() + out["x_hat"].square().sum()).backward()
     assert wide.g_a[2].weight.grad[:, 8:].abs().sum() > 0  # ... and training reaches them
 
+    # The other way, a wider encoder into a narrower model, is refused: it cannot be loaded,
+    # and leaving g_a at its fresh init would silently throw the trained encoder away.
+    save_as_checkpoint(wide, tmp_path / "wide.pt")
+    with pytest.raises(NicError, match=r"g_a\.0\.weight is \(16, 3, 5, 5\), wider .* model\.N_a"):
+        init_from(build("hyperprior", N=8, M=12, levels=4), tmp_path / "wide.pt")
+
 
 def test_holdout_keeps_whole_source_photos_out_of_training(tmp_path):
     folder = tmp_path / "pack"

@@ -46,7 +46,8 @@ def init_from(model: CompressionModel, path: Path) -> None:
     its fresh init. A shipped file's integer-only decoder networks come back as the float
     values of their integer weights, so a shipped model can be trained further. Gain tables
     learned for another lambda range are resampled to this model's levels, and narrower
-    transforms are widened without changing what the model computes (`_widen_into`)."""
+    transforms are widened without changing what the model computes (`_widen_into`); wider ones
+    are refused, since dropping them would silently start the transform from scratch."""
     if path.suffix == ".safetensors":
         if not path.exists():
             raise NicError(f"{path}: no such weights file")
@@ -59,6 +60,11 @@ def init_from(model: CompressionModel, path: Path) -> None:
     shared = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     if not shared:
         raise NicError(f"{path}: no weights match this architecture")
+    for key, their_w in theirs.items():  # a transform cannot be narrowed: say so, never drop it
+        if key.startswith(("g_a.", "g_s.")) and key in ours and ours[key].dim() == their_w.dim() and any(
+                a < b for a, b in zip(ours[key].shape, their_w.shape, strict=True)):
+            raise NicError(f"{path}: its {key} is {tuple(their_w.shape)}, wider than this model's "
+                           f"{tuple(ours[key].shape)}: set model.N (or model.N_a, the encoder's width) to match it")
     model.load_state_dict(shared, strict=False)
     _widen_into(model, ours, {k: v for k, v in theirs.items() if k in ours and k not in shared})
     gain = model.gain

@@ -65,7 +65,6 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
     cfg = cfg or state["config"]
     dcfg, ocfg, rcfg = cfg["data"], cfg["optim"], cfg["run"]
     device = start_device(rcfg, world, int(os.environ.get("LOCAL_RANK", "0")))
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     # The model and its optimizer: fresh, resumed, or started from other weights.
     torch.manual_seed(rcfg["seed"])  # the same initial weights on every rank and rerun
@@ -81,6 +80,7 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
 
     # The data: every batch is a pure function of seed, step and rank, so resume is exact.
     images, held_out = load_sources(dcfg["sources"], dcfg["max_side"], dcfg["holdout"])
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the weights and data have loaded
     sampler = CropSampler(images, dcfg["crop"], device, rcfg["seed"], dcfg["augment"])
     per_rank = max(1, dcfg["batch"] // world)
 
