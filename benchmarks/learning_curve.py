@@ -73,11 +73,14 @@ def plot(info: dict[str, dict], out: Path) -> None:
     from matplotlib import pyplot as plt
 
     fig, axes = plt.subplots(1, len(SETS), figsize=(11, 4), sharey=True)
+    order = dict.fromkeys(i["series"] for i in sorted(info.values(), key=lambda i: i["hours"]))
+    color = {series: f"C{n}" for n, series in enumerate(order)}  # one colour per series in both panels
     for ax, which in zip(axes, SETS, strict=True):
-        for series in dict.fromkeys(i["series"] for i in info.values()):
+        for series in order:
             rows = sorted((i["hours"], i[which]) for i in info.values() if i["series"] == series and which in i)
             if rows:
-                ax.plot(*zip(*rows, strict=True), "o" if series == "weights" else "o-", label=series)
+                ax.plot(*zip(*rows, strict=True), "o" if series == "weights" else "o-", color=color[series],
+                        label=series)
         ax.set(title=which, xlabel="hours of training", ylabel="BD-rate vs JPEG (%)")
         ax.grid(alpha=0.3)
     axes[0].legend()
