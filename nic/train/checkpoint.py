@@ -60,13 +60,8 @@ def init_from(model: CompressionModel, path: Path) -> None:
     shared = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     if not shared:
         raise NicError(f"{path}: no weights match this architecture")
-    for key, their_w in theirs.items():  # a transform cannot be narrowed: say so, never drop it
-        if key.startswith(("g_a.", "g_s.")) and key in ours and ours[key].dim() == their_w.dim() and any(
-                a < b for a, b in zip(ours[key].shape, their_w.shape, strict=True)):
-            raise NicError(f"{path}: its {key} is {tuple(their_w.shape)}, wider than this model's "
-                           f"{tuple(ours[key].shape)}: set model.N (or model.N_a, the encoder's width) to match it")
+    _widen_into(model, ours, {k: v for k, v in theirs.items() if k in ours and k not in shared}, path)
     model.load_state_dict(shared, strict=False)
-    _widen_into(model, ours, {k: v for k, v in theirs.items() if k in ours and k not in shared})
     gain = model.gain
     if "gain.log_gain" in theirs and "lmbda_min" in their_cfg and (
             (their_cfg["levels"], their_cfg["lmbda_min"], their_cfg["lmbda_max"])
@@ -76,20 +71,23 @@ def init_from(model: CompressionModel, path: Path) -> None:
 
 
 def _widen_into(model: CompressionModel, ours: dict[str, torch.Tensor],
-                narrower: dict[str, torch.Tensor]) -> None:
+                narrower: dict[str, torch.Tensor], source: Path) -> None:
     """Load the transforms (g_a, g_s) of a narrower model, e.g. g_a at 96 channels into g_a
     at 128 (`N_a`), so that the wider one computes the same function: old channels keep their
     values, new channels their fresh init, and every weight that reads a new channel into an
     old one is zero (in GDN nearly zero: a zero square root would never train). Training
-    then grows the new channels from a model that already works instead of from scratch."""
+    then grows the new channels from a model that already works instead of from scratch. A
+    wider transform cannot be loaded and is refused, in one line naming `source`."""
     modules = dict(model.named_modules())
     with torch.no_grad():
         for key, theirs in narrower.items():
             module_name, _, name = key.rpartition(".")
             mine = ours[key]  # shares storage with the model's parameter
-            wider = mine.dim() == theirs.dim() and all(a >= b for a, b in zip(mine.shape, theirs.shape, strict=True))
-            if not (wider and key.startswith(("g_a.", "g_s."))):
-                continue  # not a widening of a transform: keep the fresh init
+            if not key.startswith(("g_a.", "g_s.")) or mine.dim() != theirs.dim():
+                continue  # not a transform of this architecture: keep the fresh init
+            if any(a < b for a, b in zip(mine.shape, theirs.shape, strict=True)):  # never drop a trained one
+                raise NicError(f"{source}: its {key} is {tuple(theirs.shape)}, wider than this model's "
+                               f"{tuple(mine.shape)}: set model.N (or model.N_a, the encoder's width) to match it")
             module = modules[module_name]
             old = tuple(slice(0, n) for n in theirs.shape)
             if isinstance(module, torch.nn.ConvTranspose2d) and name == "weight":  # (in, out, k, k)
