@@ -20,6 +20,9 @@ from tests.conftest import archived_weights_hash, run_nic
 
 # The tolerance the README states for the fast path against the exact one.
 MAX_LEVELS, MIN_PSNR = 4, 50.0
+# The quality a fast decode may lose against the exact one: the bf16 synthesis scales its GDNs
+# in float32, which took its worst loss on Kodak 23 from 0.061 dB to under 0.015 dB.
+MAX_PSNR_LOSS = 0.02
 PRECISIONS = [torch.float32] + ([torch.bfloat16] if fast._native_bf16() else [])
 
 
@@ -40,7 +43,7 @@ def test_fast_and_exact_decodes_agree_within_the_stated_tolerance(full_photo, pr
     assert fast_rgb.shape == exact.shape
     assert np.abs(fast_rgb.astype(int) - exact.astype(int)).max() <= MAX_LEVELS
     assert psnr(fast_rgb, exact) >= MIN_PSNR
-    assert abs(psnr(full_photo, fast_rgb) - psnr(full_photo, exact)) < 0.05
+    assert abs(psnr(full_photo, fast_rgb) - psnr(full_photo, exact)) < MAX_PSNR_LOSS
 
 
 def test_default_decode_is_the_fast_path_and_exact_is_bit_identical_across_threads(full_photo):
