@@ -105,9 +105,9 @@ class _SplitGDN(nn.Module):
 
     def __init__(self, gdn: GDN, precision: torch.dtype, out: torch.dtype):
         super().__init__()
-        gamma = gdn.gamma_sqrt.detach().double().square()
+        beta, gamma = gdn.coefficients(torch.float64)
         self.gamma = gamma.to(precision).view(*gamma.shape, 1, 1).contiguous(memory_format=torch.channels_last)
-        self.beta = (gdn.beta_sqrt.detach().double().square() + 1e-6).float().view(1, -1, 1, 1)
+        self.beta = beta.float().view(1, -1, 1, 1)
         self.inverse, self.out = gdn.inverse, out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -195,8 +195,7 @@ class IntegerNet:
                 pass  # the output stays a logit; `sigmoid_pixels` turns it into pixels exactly
             elif isinstance(m, GDN) and m.inverse:
                 if tensors is None:
-                    gamma = m.gamma_sqrt.detach().double().square()
-                    beta = m.beta_sqrt.detach().double().square() + 1e-6
+                    beta, gamma = m.coefficients(torch.float64)
                     bits = _bits_for(gamma, (1,))
                     gamma = torch.round(gamma * 2.0 ** bits[:, None])
                     beta = torch.round(beta * 2.0 ** (bits + FRAC_BITS))
@@ -236,7 +235,7 @@ class IntegerNet:
             elif layer["kind"] == "igdn":
                 m = module[int(layer["key"])]
                 m.gamma_sqrt.copy_((layer["gamma"] / 2.0 ** layer["bits"][:, None]).sqrt())
-                beta = layer["beta"] / 2.0 ** (layer["bits"] + FRAC_BITS) - 1e-6
+                beta = layer["beta"] / 2.0 ** (layer["bits"] + FRAC_BITS) - m.BETA_FLOOR
                 m.beta_sqrt.copy_(beta.clamp_min(0).sqrt())
 
     @torch.no_grad()

@@ -27,15 +27,24 @@ class GDN(nn.Module):
     beta and gamma are kept non-negative by storing their square roots.
     """
 
+    BETA_FLOOR = 1e-6  # added to beta, so that the norm never reaches zero
+
     def __init__(self, channels: int, inverse: bool = False) -> None:
         super().__init__()
         self.inverse = inverse
         self.beta_sqrt = nn.Parameter(torch.ones(channels))
         self.gamma_sqrt = nn.Parameter(torch.eye(channels).mul(0.1).add(1e-3).sqrt())
 
+    def coefficients(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(beta, gamma) as the layer applies them; with `dtype`, detached and computed in it
+        (the integer and fast decoders derive theirs in float64)."""
+        b, g = self.beta_sqrt, self.gamma_sqrt
+        if dtype is not None:
+            b, g = b.detach().to(dtype), g.detach().to(dtype)
+        return b.square() + self.BETA_FLOOR, g.square()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = self.beta_sqrt.square() + 1e-6
-        gamma = self.gamma_sqrt.square()
+        beta, gamma = self.coefficients()
         c = gamma.shape[0]
         norm = F.conv2d(x.abs(), gamma.view(c, c, 1, 1), beta)
         return x * norm if self.inverse else x / norm
