@@ -8,7 +8,8 @@ Three times per codec and size:
   - first decode: the first of those runs (kernels compiled, buffers first touched);
   - cli: `nic compress` / `nic decompress` end to end, wall time of the whole command (Python
     start-up, imports, loading the weights, reading and writing the files: PNG out).
-Codec `nic` decodes with the fast float synthesis (the default), `nic-exact` with --exact.
+Codec `nic` decodes with the fast float synthesis (the default), `nic-exact` with --exact;
+`nic:NAME` (or `nic-exact:NAME`) uses the model NAME instead of the default.
 Prints a table, writes JSON.
 
     python benchmarks/speed.py                      # nic default model, 768x512
@@ -57,17 +58,18 @@ def worker(codec: str, image: str, coded: str, op: str, repeat: int, quality: in
     from nic.io import picture_from_array
 
     learned = codec.startswith("nic")
+    exact = codec.partition(":")[0] == "nic-exact"
     if learned:
-        nic_codec.resolve_model(None)  # load the weights outside the timed region
+        model = nic_codec.resolve_model(codec.partition(":")[2] or None)  # loaded outside the timed region
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if op == "encode":
         rgb = np.load(image)
         pic = picture_from_array(rgb)
-        fn = (lambda: nic_codec.encode(pic, quality)) if learned else \
+        fn = (lambda: nic_codec.encode(pic, quality, model)) if learned else \
             (lambda: classic.encode(codec, rgb, CLASSIC_QUALITY[codec]))
     else:
         data = Path(coded).read_bytes()
-        fn = (lambda: nic_codec.decode(data, exact=codec == "nic-exact")) if learned else \
+        fn = (lambda: nic_codec.decode(data, exact=exact)) if learned else \
             (lambda: classic.decode(data))
     times = []
     for _ in range(repeat):
@@ -84,8 +86,9 @@ def worker(codec: str, image: str, coded: str, op: str, repeat: int, quality: in
 def cli_seconds(codec: str, image: Path, coded: Path, op: str, threads: int) -> float:
     """Wall time of one `nic compress` / `nic decompress` command, start-up to exit."""
     out = coded.with_suffix(".png")
-    args = ["compress", str(image), "-o", str(coded)] if op == "encode" else \
-        ["decompress", str(coded), "-o", str(out)] + (["--exact"] if codec == "nic-exact" else [])
+    kind, _, model = codec.partition(":")
+    args = ["compress", str(image), "-o", str(coded)] + (["--model", model] if model else []) if op == "encode" \
+        else ["decompress", str(coded), "-o", str(out)] + (["--exact"] if kind == "nic-exact" else [])
     env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "nic", *args, "--force"], check=True, capture_output=True,

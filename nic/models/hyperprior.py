@@ -32,6 +32,9 @@ class MeanScaleHyperprior(LatentModel):
     latent_stride = 16
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
     max_effort = max(refine.EFFORTS)
+    # The rate term's stand-in for rounding in training (`optim.rate_proxy`): uniform noise, or
+    # the rounded latent itself (what files cost, for an encoder tuned against a fixed decoder).
+    rate_proxy = "noise"
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12, N_a: int = 0):
@@ -53,17 +56,27 @@ class MeanScaleHyperprior(LatentModel):
         mu, log_sigma = self.h_s(z_hat).chunk(2, dim=1)
         return mu, log_sigma
 
+    def training_parameters(self, y: torch.Tensor, z_hat: torch.Tensor, gain: torch.Tensor,
+                            inv_gain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log sigma) of the ungained y in the training pass; a context model also reads
+        the quantized latent itself."""
+        return self.entropy_parameters(z_hat)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass: noisy latents for the rate, straight-through rounding for g_s."""
+        """Training pass: noisy latents for the rate (or, with `rate_proxy` "round", the rounded
+        ones through straight-through rounding), straight-through rounding for g_s."""
         y = self.g_a(x)
         z = self.h_a(y)
-        z_tilde = noisy(z)
+        rounded = self.rate_proxy == "round"
+        z_tilde = ste_round(z) if rounded else noisy(z)
         z_bits = -torch.log2(self.z_density.bin_probability(z_tilde - 0.5, z_tilde + 0.5))
-        mu, log_sigma = self.entropy_parameters(ste_round(z))
         gain, inv_gain = self.gain(t)
+        mu, log_sigma = self.training_parameters(y, ste_round(z), gain, inv_gain)
         y_g, mu_g = y * gain, mu * gain
         sigma_g = log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain
-        y_bits = -torch.log2(gaussian_bin_probability(noisy(y_g) - mu_g, sigma_g))
+        residual = ste_round(y_g - mu_g) if rounded else noisy(y_g) - mu_g
+        y_bits = -torch.log2(gaussian_bin_probability(residual, sigma_g))
+        mu_g = mu_g.detach()  # the rounding's gradient to mu cancels exactly: skip computing it
         y_hat = (ste_round(y_g - mu_g) + mu_g) * inv_gain
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "bits": y_bits.sum((1, 2, 3)) + z_bits.sum((1, 2, 3))}
@@ -94,15 +107,39 @@ class MeanScaleHyperprior(LatentModel):
             **{k: tensors[f"coding.{k}"] for k in ("gain_fp", "log_gain_fp", "inv_gain_fp", "thresholds")},
         }
 
-    def _y_parameters(self, z_sym: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact integer (gained mean in 1/2**MEAN_BITS units, table index) for every y symbol."""
+    def _symbol_parameters(self, hyper: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact integer (gained mean in 1/2**MEAN_BITS units, table index) for every y symbol,
+        from the fixed-point (mu, log sigma) that the integer h_s (and a context) give."""
         c = self.coding
-        mu, log_sigma = c["h_s"](z_sym).long().chunk(2, dim=1)
+        mu, log_sigma = hyper.long().chunk(2, dim=1)
         g = c["gain_fp"][quality - 1][None, :, None, None]
         mu_g = round_shift(mu * g, 2 * FRAC_BITS - MEAN_BITS)
         log_sigma_g = log_sigma + c["log_gain_fp"][quality - 1][None, :, None, None]
         index = torch.searchsorted(c["thresholds"], log_sigma_g.flatten()).view_as(log_sigma_g)
         return mu_g, index
+
+    def _y_parameters(self, z_sym: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gained mean, table index) of every y symbol, from the hyper-latent's symbols."""
+        return self._symbol_parameters(self.coding["h_s"](z_sym), quality)
+
+    def _encode_z(self, z_sym: torch.Tensor) -> bytes:
+        z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
+        return coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
+
+    def _decode_z(self, stream: bytes, height: int, width: int) -> torch.Tensor:
+        """The hyper-latent's symbols of a padded height x width image."""
+        z_shape = (1, self.config["N"], height // self.downsampling, width // self.downsampling)
+        z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape)
+        return torch.from_numpy(coder.decode(stream, z_index.numpy(), self.coding["z"])).view(z_shape)
+
+    def _decode_y(self, stream: bytes, index: torch.Tensor) -> torch.Tensor:
+        """The y symbols of one stream, coded with the tables `index`, in its shape."""
+        return torch.from_numpy(coder.decode(stream, index.numpy(), self.coding["y"])).view(index.shape)
+
+    def _dequantize(self, y_sym: torch.Tensor, mu_g: torch.Tensor, quality: int) -> torch.Tensor:
+        """Symbols and their gained means -> ŷ in fixed point (the input of g_s), exactly."""
+        inv_gain = self.coding["inv_gain_fp"][quality - 1][None, :, None, None]
+        return round_shift(y_sym.bitwise_left_shift(MEAN_BITS).add_(mu_g).mul_(inv_gain), MEAN_BITS)
 
     def quality_gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The gain and inverse gain (1, M, 1, 1) that coding uses at `quality`, as floats."""
@@ -127,8 +164,7 @@ class MeanScaleHyperprior(LatentModel):
         unless the symbols are given (refinement chooses them)."""
         if z_sym is None:
             z_sym = torch.round(self.h_a(y)).long()
-        z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
-        z_bytes = coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
+        z_bytes = self._encode_z(z_sym)
         mu_g, index = self._y_parameters(z_sym, quality)
         gain, _ = self.quality_gains(quality)
         y_sym = torch.round(y * gain - mu_g.float() / 2**MEAN_BITS).long()
@@ -139,10 +175,6 @@ class MeanScaleHyperprior(LatentModel):
         """[z stream, y stream] of a padded H x W image -> ŷ in fixed point, the input of g_s."""
         if len(streams) != 2:
             raise FormatError(f"hyperprior model expects 2 latent sections, found {len(streams)}")
-        z_shape = (1, self.config["N"], height // self.downsampling, width // self.downsampling)
-        z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape)
-        z_sym = torch.from_numpy(coder.decode(streams[0], z_index.numpy(), self.coding["z"])).view(z_shape)
+        z_sym = self._decode_z(streams[0], height, width)
         mu_g, index = self._y_parameters(z_sym, quality)
-        y_sym = torch.from_numpy(coder.decode(streams[1], index.numpy(), self.coding["y"])).view(index.shape)
-        inv_gain = self.coding["inv_gain_fp"][quality - 1][None, :, None, None]
-        return round_shift(y_sym.bitwise_left_shift_(MEAN_BITS).add_(mu_g).mul_(inv_gain), MEAN_BITS)
+        return self._dequantize(self._decode_y(streams[1], index), mu_g, quality)

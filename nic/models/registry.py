@@ -17,6 +17,7 @@ from pathlib import Path
 from nic.errors import FormatError, NicError
 from nic.models import store
 from nic.models.base import CompressionModel
+from nic.models.checkerboard import CheckerboardHyperprior
 from nic.models.comcnn import ComRecCNN
 from nic.models.config_check import build_checked, check_config
 from nic.models.conv_ae import ConvAutoencoder
@@ -36,6 +37,7 @@ RETIRED = {"factorized": DEFAULT_MODEL}  # 2026-11-30: +132% BD-rate against JPE
 
 ARCHITECTURES: dict[str, type[CompressionModel]] = {
     "hyperprior": MeanScaleHyperprior,
+    "checkerboard": CheckerboardHyperprior,
     "factorized": FactorizedPrior,
     "conv-ae": ConvAutoencoder,
     "comcnn": ComRecCNN,

@@ -19,6 +19,7 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from nic.errors import NicError
 from nic.models.registry import build
 from nic.train.checkpoint import CHECKPOINT, hardware, init_from, load_checkpoint, save_checkpoint
 from nic.train.config import to_toml
@@ -34,6 +35,17 @@ def learning_rate(step: int, optim: dict[str, Any]) -> float:
         return optim["lr"] * (step + 1) / optim["warmup"]
     frac = (step - optim["warmup"]) / max(1, optim["steps"] - optim["warmup"])
     return optim["min_lr"] + 0.5 * (optim["lr"] - optim["min_lr"]) * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def trainable(model: torch.nn.Module, only: list[str]) -> list[torch.nn.Parameter]:
+    """The parameters to train: all, or those under the module names in `only` (the rest is
+    frozen, so backward skips it: e.g. a new context model trained on fixed transforms)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(not only or name.split(".")[0] in only)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise NicError(f"optim.only={only!r} names no module of this model")
+    return params
 
 
 def start_device(run: dict[str, Any], world: int, local_rank: int) -> torch.device:
@@ -69,7 +81,12 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
     # The model and its optimizer: fresh, resumed, or started from other weights.
     torch.manual_seed(rcfg["seed"])  # the same initial weights on every rank and rerun
     model = build(**cfg["model"]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=ocfg["lr"])
+    opt = torch.optim.Adam(trainable(model, ocfg["only"]), lr=ocfg["lr"])
+    if ocfg["rate_proxy"] != "noise":
+        if ocfg["rate_proxy"] != "round" or not hasattr(model, "rate_proxy"):
+            raise NicError(f"optim.rate_proxy={ocfg['rate_proxy']!r}: this model takes only 'noise'"
+                           + (" or 'round'" if hasattr(model, "rate_proxy") else ""))
+        model.rate_proxy = ocfg["rate_proxy"]
     step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
