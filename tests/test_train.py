@@ -358,23 +358,3 @@ def test_optim_only_trains_the_named_modules_and_freezes_the_rest(tmp_path):
     with pytest.raises(NicError, match="names no module"):
         train(tiny_cfg("optim.only=['nothing']", "optim.steps=1"), tmp_path / "other", progress=False)
 
-
-def test_rate_proxy_round_prices_the_rounded_latent(tmp_path):
-    """With optim.rate_proxy = "round" the rate term is what the rounded latent costs: no
-    noise, so two passes agree exactly; with the default noise they do not."""
-    torch.manual_seed(5)
-    model = build("hyperprior", N=16, M=16)
-    x, t = torch.rand(2, 3, 64, 64), torch.tensor([0.5, 6.0])
-    noisy_bits = [model(x, t)["bits"] for _ in range(2)]
-    model.rate_proxy = "round"
-    rounded_bits = [model(x, t)["bits"] for _ in range(2)]
-    assert not torch.equal(*noisy_bits) and torch.equal(*rounded_bits)
-    cfg = tiny_cfg("optim.steps=2", "optim.rate_proxy='round'")
-    train(cfg, tmp_path / "run", progress=False)
-    assert load_checkpoint(tmp_path / "run")["config"]["optim"]["rate_proxy"] == "round"
-    with pytest.raises(NicError, match="takes only 'noise' or 'round'"):
-        train(tiny_cfg("optim.rate_proxy='gumbel'"), tmp_path / "other", progress=False)
-    with pytest.raises(NicError, match="takes only 'noise'$"):
-        ae = resolve(None, [o for o in TINY if not o.startswith("model.")] +
-                     ["model.architecture='conv-ae'", "optim.rate_proxy='round'"])
-        train(ae, tmp_path / "ae", progress=False)

@@ -32,9 +32,6 @@ class MeanScaleHyperprior(LatentModel):
     latent_stride = 16
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
     max_effort = max(refine.EFFORTS)
-    # The rate term's stand-in for rounding in training (`optim.rate_proxy`): uniform noise, or
-    # the rounded latent itself (what files cost, for an encoder tuned against a fixed decoder).
-    rate_proxy = "noise"
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12, N_a: int = 0):
@@ -63,19 +60,16 @@ class MeanScaleHyperprior(LatentModel):
         return self.entropy_parameters(z_hat)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass: noisy latents for the rate (or, with `rate_proxy` "round", the rounded
-        ones through straight-through rounding), straight-through rounding for g_s."""
+        """Training pass: noisy latents for the rate, straight-through rounding for g_s."""
         y = self.g_a(x)
         z = self.h_a(y)
-        rounded = self.rate_proxy == "round"
-        z_tilde = ste_round(z) if rounded else noisy(z)
+        z_tilde = noisy(z)
         z_bits = -torch.log2(self.z_density.bin_probability(z_tilde - 0.5, z_tilde + 0.5))
         gain, inv_gain = self.gain(t)
         mu, log_sigma = self.training_parameters(y, ste_round(z), gain, inv_gain)
         y_g, mu_g = y * gain, mu * gain
         sigma_g = log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain
-        residual = ste_round(y_g - mu_g) if rounded else noisy(y_g) - mu_g
-        y_bits = -torch.log2(gaussian_bin_probability(residual, sigma_g))
+        y_bits = -torch.log2(gaussian_bin_probability(noisy(y_g) - mu_g, sigma_g))
         mu_g = mu_g.detach()  # the rounding's gradient to mu cancels exactly: skip computing it
         y_hat = (ste_round(y_g - mu_g) + mu_g) * inv_gain
         x_hat = self.g_s(y_hat)
@@ -123,6 +117,7 @@ class MeanScaleHyperprior(LatentModel):
         return self._symbol_parameters(self.coding["h_s"](z_sym), quality)
 
     def _encode_z(self, z_sym: torch.Tensor) -> bytes:
+        """The hyper-latent's symbols -> its stream (one table per channel)."""
         z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
         return coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
 

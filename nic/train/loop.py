@@ -82,11 +82,6 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
     torch.manual_seed(rcfg["seed"])  # the same initial weights on every rank and rerun
     model = build(**cfg["model"]).to(device)
     opt = torch.optim.Adam(trainable(model, ocfg["only"]), lr=ocfg["lr"])
-    if ocfg["rate_proxy"] != "noise":
-        if ocfg["rate_proxy"] != "round" or not hasattr(model, "rate_proxy"):
-            raise NicError(f"optim.rate_proxy={ocfg['rate_proxy']!r}: this model takes only 'noise'"
-                           + (" or 'round'" if hasattr(model, "rate_proxy") else ""))
-        model.rate_proxy = ocfg["rate_proxy"]
     step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
