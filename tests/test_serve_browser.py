@@ -35,6 +35,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 PIXEL_SUM = """
 const img = document.getElementById(arguments[0]);
+if (!img.complete || !img.naturalWidth) return [false, 0, 0, 0];  // still loading: nothing to draw yet
 const c = document.createElement("canvas");
 c.width = img.naturalWidth; c.height = img.naturalHeight;
 const g = c.getContext("2d");
