@@ -186,7 +186,7 @@ class IntegerNet:
                 elif m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1):
                     layer["taps"], layer["tap_bias"], layer["tap_scale"] = conv_taps(weight), bias, layer["scale"]
                 elif m.kernel_size == (1, 1) and m.stride == (1, 1):
-                    layer["matrix"] = weight[:, :, 0, 0].T.contiguous()  # (in, out): one GEMM
+                    layer["pointwise"] = weight[:, :, 0, 0].T.contiguous()  # (in, out): one GEMM
                 self.layers.append(layer)
                 frac = FRAC_BITS
             elif isinstance(m, nn.ReLU):
@@ -263,8 +263,8 @@ class IntegerNet:
                 a = _interleave_phases(acc) if kind == "deconv" else acc
             elif kind == "deconv":
                 a = _rescale(_fold_deconv(a, layer), layer["scale"])
-            elif "matrix" in layer:
-                acc = torch.addmm(layer["bias"], a.reshape(-1, c), layer["matrix"])
+            elif "pointwise" in layer:
+                acc = torch.addmm(layer["bias"], a.reshape(-1, c), layer["pointwise"])
                 a = _rescale(acc, layer["scale"]).view(h, w, -1)
             else:
                 acc = F.conv2d(a.permute(2, 0, 1)[None], layer["weight"], layer["bias"], stride=layer["stride"],
