@@ -3,6 +3,8 @@ exact twin when it starts from one, and a two-pass file whose symbols come back 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,9 @@ from torch.nn import functional as F
 from nic import geometry
 from nic.entropy import coder
 from nic.errors import FormatError
-from nic.models import registry
+from nic.models import refine, registry
 from nic.models.checkerboard import OFFSETS, anchors, neighbours, neighbours_at
+from nic.models.fast import float_twin
 from nic.train.checkpoint import init_from
 
 
@@ -105,3 +108,40 @@ def test_a_file_with_the_wrong_number_of_sections_is_a_format_error(coded):
     streams = model.compress(image, 60)
     with pytest.raises(FormatError, match="expects 3 latent sections"):
         model.decompress(streams[:2], *image.shape[:2], 60)
+
+
+def test_refinement_prices_the_rate_with_the_context(coded):
+    """`--effort` optimizes the rate the coder will spend: priced with the context's second
+    pass, the y bits of hard-rounded symbols land near the real streams' size; priced with h_s
+    alone, they miss what the context changes."""
+    model, image = coded
+    quality = 95
+    latent = model.analyse(image).latent
+    streams = model.compress_latent(latent, quality)
+    real = 8 * (len(streams[1]) + len(streams[2]))
+    gain, inv_gain = model.quality_gains(quality)
+    with torch.no_grad():
+        hyper = float_twin(model, "h_s")(torch.round(model.h_a(latent)))
+        y_g, everywhere = latent * gain, torch.ones_like(latent)
+        context = functools.partial(model.context_delta, tuple(float_twin(model, n) for n in model.context_nets))
+        priced, alone = (float(refine.latent_bits(c, hyper, y_g, y_g, everywhere, gain, inv_gain, torch.round)[0])
+                         for c in (context, None))
+    assert abs(priced - real) < 0.1 * real
+    assert abs(priced - real) < abs(alone - real) / 2
+
+
+def test_refinement_lowers_a_checkerboard_models_rd_cost(coded, monkeypatch):
+    """Effort 1 on a context model: a file that costs less in bits + lambda * MSE of its exactly
+    decoded pixels than effort 0's, and than refining for the hyperprior's rate alone would."""
+    model, image = coded
+    quality = 95
+    analysis = model.analyse(image)
+    lmbda = model.quality_lmbda(quality)
+
+    def cost(streams: list[bytes]) -> float:
+        decoded = model.decompress(streams, *image.shape[:2], quality, exact=True).astype(np.float64)
+        return 8 * sum(map(len, streams)) / image[..., 0].size + lmbda * np.mean((decoded - image) ** 2)
+
+    refined = cost(model.code(analysis, quality, effort=1))
+    monkeypatch.setattr(model, "context_nets", ())
+    assert refined < min(cost(model.code(analysis, quality)), cost(model.code(analysis, quality, effort=1)))

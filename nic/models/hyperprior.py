@@ -31,6 +31,7 @@ class MeanScaleHyperprior(LatentModel):
     downsampling = 64  # the hyper-latent z's stride: input sides are padded to a multiple of this
     latent_stride = 16
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
+    context_nets: tuple[str, ...] = ()  # networks that read decoded symbols (see checkerboard.py)
     max_effort = max(refine.EFFORTS)
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,

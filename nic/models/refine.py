@@ -15,6 +15,8 @@ so memory stays within the bound that compression keeps.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -86,6 +88,9 @@ class _Nets(NamedTuple):
     h_s: nn.Module
     g_s: nn.Module
     z_density: nn.Module
+    # A context model's second pass, (hyper, ŷ) -> (correction, corrected symbols): refinement
+    # prices the rate the coder will really spend, not the hyperprior's alone.
+    context: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
 
 
 @dataclass
@@ -119,12 +124,42 @@ def refine(model: nn.Module, image: np.ndarray, y: torch.Tensor, quality: int, s
         z = model.h_a(y).contiguous()
     x_all = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
     tiles = _tiles(z.shape[2], z.shape[3])
-    nets = _Nets(*(float_twin(model, name) for name in _Nets._fields))
+    twins = tuple(float_twin(model, name) for name in model.context_nets)
+    nets = _Nets(float_twin(model, "h_s"), float_twin(model, "g_s"), float_twin(model, "z_density"),
+                 functools.partial(model.context_delta, twins) if twins else None)
     with tqdm(total=schedule.steps * len(tiles), disable=not progress, unit="step",
               desc=f"refining q{quality}", leave=False, dynamic_ncols=True) as bar:
         for tile in tiles:
             _refine_tile(nets, x_all, y_g, z, tile, gain, inv_gain, lmbda, cells, stride, schedule, gen, bar)
     return y_g / gain, torch.round(z).long()
+
+
+def _rounded(hyper: torch.Tensor, y_var: torch.Tensor, y_fixed: torch.Tensor, y_mask: torch.Tensor,
+             gain: torch.Tensor, rounding: Callable[[torch.Tensor], torch.Tensor]
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rounded residual, gained mean, gained sigma) of a tile's gained y under the entropy
+    parameters `hyper`: the centre rounded by `rounding`, the fixed margin as it is coded."""
+    mu, log_sigma = hyper.chunk(2, dim=1)
+    mu_g = mu * gain
+    sigma_g = log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain
+    rt = y_mask * rounding(y_mask * (y_var - mu_g)) + (1 - y_mask) * torch.round(y_fixed - mu_g.detach())
+    return rt, mu_g, sigma_g
+
+
+def latent_bits(context: Callable | None, hyper: torch.Tensor, y_var: torch.Tensor, y_fixed: torch.Tensor,
+                y_mask: torch.Tensor, gain: torch.Tensor, inv_gain: torch.Tensor,
+                rounding: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bits of the masked centre of the gained y, ŷ) in the coder's order: with a context
+    model, the first pass's symbols round around h_s's means, and the rest around the means
+    that the context reads off the first pass's ŷ."""
+    rt, mu_g, sigma_g = _rounded(hyper, y_var, y_fixed, y_mask, gain, rounding)
+    if context is not None:
+        # Windows start at even latent rows and columns, so the tile's checkerboard is the image's.
+        delta, later = context(hyper, (rt + mu_g) * inv_gain)
+        rt_later, mu_g, sigma_g = _rounded(hyper + delta, y_var, y_fixed, y_mask, gain, rounding)
+        rt = torch.where(later.bool(), rt_later, rt)  # the first pass's symbols keep their rounding
+    bits = -(y_mask * torch.log2(gaussian_bin_probability(rt, sigma_g))).sum()
+    return bits, (rt + mu_g) * inv_gain
 
 
 def _refine_tile(nets: _Nets, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.Tensor, tile: _Tile,
@@ -159,15 +194,12 @@ def _refine_tile(nets: _Nets, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.T
         tau = schedule.tau0 * (schedule.tau1 / schedule.tau0) ** frac
         zt = z_mask * soft_round(z_var, tau, schedule.noise, gen) + (1 - z_mask) * torch.round(z_fixed)
         with _autocast():
-            mu, log_sigma = nets.h_s(zt).float().chunk(2, dim=1)
-        mu_g = mu * gain
-        sigma_g = log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain
-        r = y_mask * (y_var - mu_g)
-        rt = y_mask * soft_round(r, tau, schedule.noise, gen) + (1 - y_mask) * torch.round(y_fixed - mu_g.detach())
-        y_bits = -(y_mask * torch.log2(gaussian_bin_probability(rt, sigma_g))).sum()
+            hyper = nets.h_s(zt).float()
+        y_bits, y_hat = latent_bits(nets.context, hyper, y_var, y_fixed, y_mask, gain, inv_gain,
+                                    functools.partial(soft_round, tau=tau, noise=schedule.noise, gen=gen))
         z_bits = -(z_mask * torch.log2(nets.z_density.bin_probability(zt - 0.5, zt + 0.5))).sum()
         with _autocast():
-            x_hat = nets.g_s(((rt + mu_g) * inv_gain).contiguous(memory_format=torch.channels_last))
+            x_hat = nets.g_s(y_hat.contiguous(memory_format=torch.channels_last))
         err = (x_hat.float()[:, :, r0:r1, c0:c1].clamp(0, 1) - x).square().sum()
         loss = (y_bits + z_bits + dist_weight * err) / pixels
         opt.zero_grad(set_to_none=True)
