@@ -41,7 +41,10 @@ def patches(train: Path, count: int) -> torch.Tensor:
 
 
 def r_squared(target: torch.Tensor, feats: torch.Tensor) -> float:
-    """R² of a least-squares fit of target (n,) on feats (n, k) plus a constant."""
+    """R² of a least-squares fit of target (n,) on feats (n, k) plus a constant; 0 for a
+    constant target (a channel that rounds to one symbol everywhere: nothing to predict)."""
+    if not target.var() > 0:
+        return 0.0
     x = torch.cat([feats, torch.ones(len(target), 1, dtype=feats.dtype)], dim=1)
     fit = x @ torch.linalg.lstsq(x, target[:, None]).solution
     return float(1 - (target - fit[:, 0]).var() / target.var())
