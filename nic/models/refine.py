@@ -88,8 +88,8 @@ class _Nets(NamedTuple):
     h_s: nn.Module
     g_s: nn.Module
     z_density: nn.Module
-    # A context model's second pass, (hyper, ŷ) -> (correction, corrected symbols): refinement
-    # prices the rate the coder will really spend, not the hyperprior's alone.
+    # A context model's second pass, (hyper, ŷ) -> (correction, mask of the symbols it corrects):
+    # refinement prices the rate the coder will really spend, not the hyperprior's alone.
     context: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
 
 
