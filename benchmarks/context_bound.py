@@ -31,13 +31,18 @@ from nic.train.data import holdout
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def patches(train: Path, count: int) -> torch.Tensor:
-    """The first `count` of the patches that training holds out (`data.holdout = 120`)."""
+def held_out_patches(train: Path, count: int) -> list[np.ndarray]:
+    """The first `count` of the patches that training holds out (`data.holdout = 120`), as
+    RGB uint8 arrays (`sections.py` codes the same ones)."""
     files = holdout([train], 120)[:count]
     if not files:
         raise SystemExit(f"{train}: no patches found (pass the patch pack with --train)")
-    arrays = [np.asarray(Image.open(f).convert("RGB")).copy() for f in files]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255)
+    return [np.asarray(Image.open(f).convert("RGB")).copy() for f in files]
+
+
+def patches(train: Path, count: int) -> torch.Tensor:
+    """`held_out_patches` as one (count, 3, H, W) batch in [0, 1]."""
+    return torch.from_numpy(np.stack(held_out_patches(train, count))).permute(0, 3, 1, 2).float().div(255)
 
 
 def r_squared(target: torch.Tensor, feats: torch.Tensor) -> float:

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from context_bound import held_out_patches  # a sibling script: run as python benchmarks/sections.py
 
 from nic.models.registry import from_bytes
-from nic.train.data import holdout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,10 +32,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sections.json")
     args = p.parse_args()
     torch.set_num_threads(1)
-    files = holdout([args.train], 120)[:args.images]
-    if not files:
-        raise SystemExit(f"{args.train}: no patches found (pass the patch pack with --train)")
-    images = [np.asarray(Image.open(f).convert("RGB")).copy() for f in files]
+    images = held_out_patches(args.train, args.images)
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     rows = []
     for path in args.weights:
