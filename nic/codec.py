@@ -12,8 +12,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from nic import container, geometry
-from nic.container import ALPHA_SECTION, LATENT_SECTION, Header
+from nic import container, fine, geometry
+from nic.container import ALPHA_SECTION, FINE_SECTION, LATENT_SECTION, Header
 from nic.entropy import coder
 from nic.errors import FormatError, NicError
 from nic.geometry import Layout
@@ -72,14 +72,27 @@ def _check_effort(lm: LoadedModel, effort: int) -> int:
 
 
 def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layout, Analysis], effort: int = 0,
-          progress: bool = False) -> bytes:
+          progress: bool = False, bases: dict | None = None) -> bytes:
+    """The file for one quality. Qualities with a fine layer share their base quality's
+    streams and decoded image: `bases` keeps them between calls on one analysis."""
     layout, analysis = analysed
-    sections = [(LATENT_SECTION, s) for s in lm.model.code(analysis, quality, effort, progress)]
+    plan = fine.plan(quality, lm.model.fine_from)
+    coded_at = plan.base if plan else quality
+    bases = {} if bases is None else bases
+    if (coded_at, effort) not in bases:
+        streams = lm.model.code(analysis, coded_at, effort, progress)
+        # The decoder's own fast synthesis, so the layer corrects what users will see.
+        image = lm.model.decompress(streams, *layout.padded, coded_at) if plan else None
+        bases[coded_at, effort] = streams, image
+    streams, image = bases[coded_at, effort]
+    sections = [(LATENT_SECTION, s) for s in streams]
+    if plan:
+        sections += [(FINE_SECTION, s) for s in fine.encode(analysis.image, image, plan)]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
                     picture.channels, picture.pixels.shape[2] == 1, picture.bit_depth, picture.orientation,
-                    layout.fold)
+                    layout.fold, version=container.FINE_VERSION if plan else container.VERSION)
     data = container.pack(header, sections)
     container.unpack(data)  # cheap, and it proves the reader accepts what was written
     return data
@@ -111,11 +124,12 @@ def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None
     effort = _check_effort(lm, effort)
     analysis = _analyse(lm, picture)
     budget = bpp * picture.width * picture.height / 8
-    fast = functools.cache(lambda q: _pack(lm, picture, q, analysis))
+    bases: dict = {}
+    fast = functools.cache(lambda q: _pack(lm, picture, q, analysis, bases=bases))
     quality, data = largest_within(fast, QUALITIES, budget)
     if not effort:
         return data
-    refined = functools.cache(lambda q: _pack(lm, picture, q, analysis, effort, progress))
+    refined = functools.cache(lambda q: _pack(lm, picture, q, analysis, effort, progress, bases))
     guess, _ = largest_within(fast, QUALITIES, budget * len(data) / len(refined(quality)))
     return largest_near(refined, QUALITIES, budget, QUALITIES.index(guess))[1]
 
@@ -137,11 +151,14 @@ def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -
                           f"({header.weights_hash.hex()}, installed {lm.weights_hash.hex()})")
     latents = [s for kind, s in sections if kind == LATENT_SECTION]
     alphas = [s for kind, s in sections if kind == ALPHA_SECTION]
+    fines = [s for kind, s in sections if kind == FINE_SECTION]
     has_alpha = header.channels in (2, 4)
     layout = geometry.from_header(header.width, header.height, header.fold, lm.model.downsampling)
     geometry.check_work(layout, max_pixels(), lm.model.decode_cost)
+    coded_at = fine.base_quality(fines) if fines else header.quality
     with coder.stream_version(header.version):
-        rgb = geometry.restore(lm.model.decompress(latents, *layout.padded, header.quality, exact=exact), layout)
+        padded = lm.model.decompress(latents, *layout.padded, coded_at, exact=exact)
+        rgb = geometry.restore(fine.decode(fines, padded) if fines else padded, layout)
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None

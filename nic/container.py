@@ -19,11 +19,12 @@ from nic.errors import FormatError, NicError
 from nic.quality import QUALITY_MAX, QUALITY_MIN
 
 MAGIC = b"\x89NIC"
-VERSION = 2  # what this nic writes
-READABLE = (1, 2)  # what it reads: version 1 streams have no terminator (nic/entropy/coder.py)
+VERSION = 2  # what this nic writes, unless a file has a fine layer
+FINE_VERSION = 3  # the version of a file with fine sections: older readers refuse it
+READABLE = (1, 2, 3)  # what it reads: version 1 streams have no terminator (nic/entropy/coder.py)
 MAX_SECTIONS = 1 << 16
-LATENT_SECTION, ALPHA_SECTION = 0, 1
-SECTION_KINDS = (LATENT_SECTION, ALPHA_SECTION)
+LATENT_SECTION, ALPHA_SECTION, FINE_SECTION = 0, 1, 2
+SECTION_KINDS = (LATENT_SECTION, ALPHA_SECTION, FINE_SECTION)
 ORIENTATIONS = range(1, 9)
 
 # magic, version, flags, quality, channels, bit depth, orientation, width, height, fold,
@@ -90,6 +91,8 @@ def _check_sections(h: Header, kinds: list[int]) -> None:
         raise FormatError("file has no latent section")
     if kinds.count(ALPHA_SECTION) != (h.channels in (2, 4)):
         raise FormatError("alpha section does not match the channel count")
+    if (FINE_SECTION in kinds) != (h.version == FINE_VERSION):
+        raise FormatError(f"fine sections are in version {FINE_VERSION} files, and only there")
 
 
 def pack(header: Header, sections: list[tuple[int, bytes]]) -> bytes:

@@ -1,13 +1,14 @@
 """Write golden .nic files: small files made by this release, with the pixels it decodes them to.
 
-    python scripts/make_golden.py [--out tests/data/golden] [--force]
+    python scripts/make_golden.py [--out tests/data/golden] [--force | --add]
 
 Each case crops one of the test photos in tests/data, codes it with a shipped model through
 the public API (`nic.compress`), and writes NAME.nic, NAME.png (what this release decodes it
 to) and a line in manifest.json (model, weights identity, quality, image mode). The files
 are kept so that later releases prove, in tests/test_golden.py, that every file written
 before still decodes to the same pixels. Regenerating replaces that proof: add a new folder
-(or new cases) for a new release rather than overwriting an old one.
+(or new cases, with --add: only the cases the manifest lacks are coded and appended) for a
+new release rather than overwriting an old one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ CASES = [
     ("hyperprior-q40-rgba", "hyperprior", 40, "kodim23-crop.png", (0, 20, 60, 64), "RGBA"),
     ("conv-ae-q60-la", "conv-ae", 60, "kodim05-crop.png", (30, 20, 80, 58), "LA"),
     ("comcnn-q50-rgb", "comcnn", 50, "kodim05-crop.png", (40, 10, 104, 74), "RGB"),
+    # Version 3: a fine layer on quality 50's latent (added by a later release, with --add).
+    ("hyperprior-q90-fine-rgb", "hyperprior", 90, "kodim05-crop.png", (8, 4, 80, 60), "RGB"),
+    ("hyperprior-q100-fine-rgba", "hyperprior", 100, "kodim23-crop.png", (0, 20, 60, 64), "RGBA"),
 ]
 # ComCNN's RecCNN decodes in float32: the same on one machine, within 1 level across machines.
 TOLERANCE = {"comcnn": 1}
@@ -66,13 +70,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(DATA / "golden"))
     p.add_argument("--force", action="store_true", help="overwrite existing golden files")
+    p.add_argument("--add", action="store_true", help="code only the cases the manifest lacks, and append them")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    entries = []
+    old = json.loads((out / "manifest.json").read_text()) if args.add else {"files": []}
+    entries = old["files"]
+    have = {e["nic"] for e in entries}
     for name, model, quality, photo, box, mode in CASES:
+        if f"{name}.nic" in have:
+            continue
         data = nic.compress(source(photo, box, mode), quality=quality, model=model)
         decoded = nic.decompress(data, exact=TOLERANCE.get(model, 0) == 0)
         header, _ = unpack(data)
@@ -89,14 +98,15 @@ def main() -> int:
             "max_abs_diff": TOLERANCE.get(model, 0),
         })
         print(f"{name}: {len(data)} bytes, {decoded.mode} {decoded.width}x{decoded.height}")
+    made_by = f"nic {nic.__version__} at commit {commit}, by scripts/make_golden.py"
     manifest = {
-        "made_by": f"nic {nic.__version__} at commit {commit}, by scripts/make_golden.py",
+        "made_by": f"{old['made_by']}; cases added by {made_by}" if args.add else made_by,
         "how": "NAME.nic = nic.compress(source crop, quality, model); NAME.png = nic.decompress(NAME.nic, "
                "exact=True) as this release decoded it (comcnn: without exact). max_abs_diff: how far a "
                "later decode may differ per pixel (0 = bit-exact; comcnn's RecCNN runs in float32).",
         "files": entries,
     }
-    atomic_write(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode(), args.force)
+    atomic_write(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode(), args.force or args.add)
     return 0
 
 

@@ -50,6 +50,9 @@ class CompressionModel(nn.Module, ABC):
     integer_nets: ClassVar[dict[str, int]] = {}
     gain: GainTable  # the rate schedule: `levels` trained operating points and their lambdas
     max_effort: ClassVar[int] = 0  # highest encoder effort `code` accepts (see `models/refine.py`)
+    # Qualities above this carry a fine layer on top of this quality's image (`nic/fine.py`);
+    # None: every quality is the model's own (the seed baselines reproduce their papers).
+    fine_from: ClassVar[int | None] = None
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nic import fine
 from nic.entropy import coder
 from nic.entropy.factorized import FactorizedDensity
 from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, SCALE_TABLE, gaussian_bin_probability
@@ -33,6 +34,7 @@ class MeanScaleHyperprior(LatentModel):
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
     context_nets: tuple[str, ...] = ()  # networks that read decoded symbols (see checkerboard.py)
     max_effort = max(refine.EFFORTS)
+    fine_from = fine.FINE_FROM
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12, N_a: int = 0):
