@@ -157,8 +157,9 @@ def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -
     geometry.check_work(layout, max_pixels(), lm.model.decode_cost)
     coded_at = fine.base_quality(fines) if fines else header.quality
     with coder.stream_version(header.version):
+        layer = fine.parse(fines, *layout.padded) if fines else None
         padded = lm.model.decompress(latents, *layout.padded, coded_at, exact=exact)
-        rgb = geometry.restore(fine.decode(fines, padded) if fines else padded, layout)
+        rgb = geometry.restore(fine.apply(layer, padded) if layer else padded, layout)
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None

@@ -162,24 +162,50 @@ def _head(section: bytes) -> tuple[int, int, int, int]:
     return quality, luma, chroma, side
 
 
-def decode(sections: list[bytes], base: np.ndarray) -> np.ndarray:
-    """Decoded `base` (H, W, 3 uint8) plus the fine layer: the finished pixels."""
-    bands = _bands(*base.shape[:2])
+_MAX_SYMBOL = 4096  # |Y|, |Co|, |Cg| <= 255 and steps >= 1/16: no encoder makes a larger symbol
+
+
+@dataclass
+class Layer:
+    """A file's fine layer, entropy-decoded and checked: done before any synthesis, so that a
+    damaged layer costs no decoder work (docs/FORMAT.md, reading rules)."""
+
+    steps: np.ndarray  # (3, 1, 1): luma, chroma, chroma
+    bands: list[tuple[int, int, np.ndarray, np.ndarray]]  # rows top..end, per-pixel table + 1, symbols
+
+
+def parse(sections: list[bytes], height: int, width: int) -> Layer:
+    """Decode the fine sections of a padded height x width image; FormatError if damaged."""
+    bands = _bands(height, width)
     if len(sections) != len(bands):
         raise FormatError(f"image needs {len(bands)} fine sections, file has {len(sections)}")
-    out = np.empty_like(base)
+    base_quality(sections)  # every section's header agrees
+    out = []
     for data, (top, end) in zip(sections, bands, strict=True):
         _, luma, chroma, side = _head(data)
-        h, w = end - top, base.shape[1]
-        grid = (3, -(-h // BLOCK), -(-w // BLOCK))
+        grid = (3, -(-(end - top) // BLOCK), -(-width // BLOCK))
         index = _side_index(coder.decode(data[_HEAD.size:_HEAD.size + side], np.full(grid, _SIDE_TABLE),
                                          _dists()).reshape(grid))
         if index.min() < 0 or index.max() > SCALE_LEVELS:
             raise FormatError("fine section has a block index outside its tables")
-        pixel = _per_pixel(index, h, w)
-        coded = pixel > 0
-        sym = np.zeros((3, h, w))
-        sym[coded] = coder.decode(data[_HEAD.size + side:], pixel[coded] - 1, _dists())
-        steps = np.array([luma, chroma, chroma], dtype=np.float64)[:, None, None] / 16
-        out[top:end] = np.clip(np.rint(base[top:end] + _inv(sym * steps)), 0, 255)
+        pixel = _per_pixel(index, end - top, width).astype(np.uint8)
+        values = coder.decode(data[_HEAD.size + side:], pixel[pixel > 0].astype(np.int64) - 1, _dists())
+        if values.size and np.abs(values).max() > _MAX_SYMBOL:
+            raise FormatError("fine section holds a value no encoder makes")
+        out.append((top, end, pixel, values.astype(np.int16)))
+    return Layer(np.array([luma, chroma, chroma], dtype=np.float64)[:, None, None] / 16, out)
+
+
+def apply(layer: Layer, base: np.ndarray) -> np.ndarray:
+    """Decoded `base` (H, W, 3 uint8, padded) plus the fine layer: the finished pixels."""
+    out = np.empty_like(base)
+    for top, end, pixel, values in layer.bands:
+        sym = np.zeros(pixel.shape)
+        sym[pixel > 0] = values
+        out[top:end] = np.clip(np.rint(base[top:end] + _inv(sym * layer.steps)), 0, 255)
     return out
+
+
+def decode(sections: list[bytes], base: np.ndarray) -> np.ndarray:
+    """`parse` and `apply` in one: for callers that already hold the decoded base."""
+    return apply(parse(sections, *base.shape[:2]), base)

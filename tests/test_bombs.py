@@ -55,7 +55,8 @@ def test_cut_sections_of_version_1_files_are_refused(no_synthesis):
     cut = 0
     for case in cases:
         h, sections = container.unpack((golden / case["nic"]).read_bytes())
-        assert h.version == 1
+        if h.version != 1:  # later releases' files: tests/test_fine.py cuts those
+            continue
         latents = [s for kind, s in sections if kind == container.LATENT_SECTION]
         rest = [(kind, s) for kind, s in sections if kind != container.LATENT_SECTION]
         for i, stream in enumerate(latents):

@@ -13,6 +13,8 @@ from nic.container import FINE_SECTION, LATENT_SECTION
 from nic.entropy.laplace import SCALE_LEVELS, laplace_tables
 from nic.errors import FormatError
 from nic.eval.metrics import psnr
+from nic.models import tiling
+from tests.conftest import DATA
 
 
 def test_laplace_tables_never_change():
@@ -123,3 +125,20 @@ def test_latents_are_coded_at_the_base_quality(photo):
     for q in (fine.FINE_FROM + 1, 100):
         sections = container.unpack(nic.compress(photo, quality=q))[1]
         assert [s for kind, s in sections if kind == LATENT_SECTION] == latent
+
+
+def test_cut_fine_sections_of_golden_files_are_refused_before_synthesis(monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(tiling, "synthesise", lambda *args: calls.append(args))
+    cut = 0
+    for name in ("hyperprior-q90-fine-rgb.nic", "hyperprior-q100-fine-rgba.nic"):
+        header, sections = container.unpack((DATA / "golden" / name).read_bytes())
+        assert header.version == container.FINE_VERSION
+        (i,) = [j for j, (kind, _) in enumerate(sections) if kind == FINE_SECTION]
+        s = sections[i][1]
+        for shorter in {b"", s[:len(s) // 8 * 4], s[:-4], s[:-8], s[4:] + s[:4]}:
+            damaged = sections[:i] + [(FINE_SECTION, shorter)] + sections[i + 1:]
+            with pytest.raises(FormatError, match="fine section|entropy-coded section"):
+                nic.decompress(container.pack(header, damaged))
+            cut += 1
+    assert cut >= 8 and not calls
