@@ -48,16 +48,26 @@ def test_only_qualities_above_fine_from_carry_a_layer(photo):
     assert container.unpack(nic.compress(photo, quality=100, model="conv-ae"))[0].version == 2
 
 
-def test_fine_layer_bounds_every_pixel_error(photo):
-    """Dead-zone rounding leaves at most 0.7 of a step per YCoCg plane, and the inverse
-    transform adds the three planes' errors: a near-lossless bound on every RGB value."""
+def test_fine_layer_improves_the_picture_and_its_inverse_dct_is_exact(photo):
     base = np.asarray(nic.decompress(nic.compress(photo, quality=fine.FINE_FROM)))
     for q in (60, 100):
-        p = fine.plan(q, fine.FINE_FROM)
-        out = fine.decode(fine.encode(photo, base, p), base)
-        bound = (0.5 + fine.DEAD_ZONE) * p.step * (1 + 2 * fine.CHROMA) + 0.5 + 1 / 16
-        assert np.abs(out.astype(int) - photo).max() <= bound
+        out = fine.decode(fine.encode(photo, base, fine.plan(q, fine.FINE_FROM)), base)
         assert psnr(photo, out) > psnr(photo, base) + 1
+    # The integer inverse DCT against the same product in float64, on large random
+    # coefficients: rounded correctly, nothing overflows.
+    rng = np.random.default_rng(0)
+    c16 = rng.integers(-2000, 2001, size=(3, 4, 6, fine.FREQ, fine.FREQ)) * 16
+    exact = fine._residual(c16)
+    planes = (fine._DCT_INT.T / 2**15) @ (c16 / 16.0) @ (fine._DCT_INT / 2**15)
+    rgb = fine._inv(planes).transpose(0, 2, 1, 3, 4).reshape(32, 48, 3)
+    assert np.abs(exact - rgb).max() <= 0.5 + 1e-3
+
+
+def test_dct_table_is_the_orthonormal_dct():
+    k = np.arange(fine.FREQ)
+    dct = np.sqrt(2 / 8) * np.cos(np.pi * np.outer(k, 2 * k + 1) / 16)
+    dct[0] /= np.sqrt(2)
+    assert np.array_equal(fine._DCT_INT, np.round(dct * 2**15).astype(np.int64))
 
 
 def test_large_images_are_cut_into_bands(monkeypatch, full_photo):
@@ -105,17 +115,18 @@ def test_fine_sections_belong_to_version_3_only(photo):
         container.pack(header, sections)
 
 
-def test_block_indices_outside_the_tables_are_refused(photo):
+def test_table_indices_outside_the_tables_are_refused(photo):
     from nic.entropy import coder
 
     base = np.asarray(nic.decompress(nic.compress(photo, quality=fine.FINE_FROM)))
-    (section,) = fine.encode(photo, base, fine.plan(90, fine.FINE_FROM))
-    grid = (3, -(-photo.shape[0] // fine.BLOCK), -(-photo.shape[1] // fine.BLOCK))
+    grid = (3, photo.shape[0] // fine.BLOCK, photo.shape[1] // fine.BLOCK)
     side = coder.encode(np.full(grid, SCALE_LEVELS + 1), np.full(grid, 22), fine._dists())
-    forged = fine._HEAD.pack(fine.FINE_FROM, 16 * 8, 16 * 12, len(side)) + side
-    with pytest.raises(FormatError, match="block index"):
+    forged = fine._HEAD.pack(fine.FINE_FROM, 16 * 8, 16 * 12, 22, len(side)) + side
+    with pytest.raises(FormatError, match="table index"):
         fine.decode([forged], base)
-    assert fine.decode([section], base).shape == photo.shape
+    bad_table = fine._HEAD.pack(fine.FINE_FROM, 16 * 8, 16 * 12, SCALE_LEVELS, len(side)) + side
+    with pytest.raises(FormatError, match="index table"):
+        fine.decode([bad_table], base)
 
 
 def test_latents_are_coded_at_the_base_quality(photo):
