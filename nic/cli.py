@@ -52,17 +52,19 @@ def _decompress(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from nic import container
+    from nic import container, fine
     from nic.io import max_pixels
 
     data = container.read(args.input, max_pixels())
     h, sections = container.unpack(data, max_pixels())
     pixels = h.width * h.height
-    kinds = {container.LATENT_SECTION: "latent", container.ALPHA_SECTION: "alpha"}
+    kinds = {container.LATENT_SECTION: "latent", container.ALPHA_SECTION: "alpha", container.FINE_SECTION: "fine"}
     print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
     print(f"format:      .nic version {h.version}")
     print(f"model:       {h.model} (weights {h.weights_hash.hex()})")
-    print(f"quality:     {h.quality}")
+    fines = [s for kind, s in sections if kind == container.FINE_SECTION]
+    layer = f" (latent at {fine.base_quality(fines)}, plus a fine layer)" if fines else ""
+    print(f"quality:     {h.quality}{layer}")
     print(f"image:       {h.width}x{h.height}, {h.channels} channel(s){' grey' if h.grey else ''}, "
           f"source {h.bit_depth}-bit, EXIF orientation {h.orientation} applied")
     print(f"folded:      {f'in strips of {h.fold} px' if h.fold else 'no'}")

@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from nic.entropy import coder
 from nic.entropy.laplace import SCALE_LEVELS, laplace_tables
@@ -67,10 +68,10 @@ def _fwd(r: np.ndarray) -> np.ndarray:
     return np.stack([(red + 2 * green + blue) / 4, (red - blue) / 2, (2 * green - red - blue) / 4])
 
 
-def _inv(c: np.ndarray) -> np.ndarray:
+def _inv(c: torch.Tensor) -> torch.Tensor:
     """YCoCg planes (3, ...) -> RGB (..., 3)."""
     y, co, cg = c
-    return np.stack([y + co - cg, y + cg, y - co - cg], axis=-1)
+    return torch.stack([y + co - cg, y + cg, y - co - cg], dim=-1)
 
 
 def _cos(m: int) -> int:
@@ -91,13 +92,26 @@ def _to_blocks(planes: np.ndarray) -> np.ndarray:
 
 
 def _residual(coefficients16: np.ndarray) -> np.ndarray:
-    """Quantized YCoCg DCT coefficients times 16 (3, H/8, W/8, 8, 8) -> the RGB residual
-    (H, W, 3), rounded: integer arithmetic, exact and the same on every machine."""
-    rgb = _inv(_DCT_INT.T @ coefficients16 @ _DCT_INT)  # times 16 * 2**30: (H/8, W/8, 8, 8, 3)
+    """Quantized YCoCg DCT coefficients times 16 (3, H/8, W/8, 8, 8), |each| <= 2**17 -> the
+    RGB residual (H, W, 3), rounded. Every product and partial sum is an integer below 2**53
+    (2**17 x 2**14 x 8 after one pass, x 2**14 x 8 after the second, three planes added), so
+    float64 holds it exactly in any order of summation: the result is exact and the same on
+    every machine, at the speed of one large matrix product per pass (torch's, which shares
+    its threads with the synthesis; numpy's BLAS fights them for the cores)."""
+    c, hb, wb = coefficients16.shape[:3]
+    dct = torch.from_numpy(_DCT_INT).double()
+    x = torch.from_numpy(coefficients16).double().reshape(-1, FREQ) @ dct  # C D, per block
+    x = (x.view(-1, FREQ, FREQ).transpose(1, 2).reshape(-1, FREQ) @ dct).view(c, hb, wb, FREQ, FREQ)
+    rgb = _inv(x).long()  # (D^T C D)^T x 16 x 2**30: (H/8, W/8, v, u, 3)
     shift = 4 + 2 * _DCT_BITS
-    rgb = (rgb + (1 << (shift - 1))) >> shift
-    hb, wb = rgb.shape[:2]
-    return rgb.transpose(0, 2, 1, 3, 4).reshape(hb * FREQ, wb * FREQ, 3)
+    rgb.add_(1 << (shift - 1)).bitwise_right_shift_(shift)
+    return rgb.permute(0, 3, 1, 2, 4).reshape(hb * FREQ, wb * FREQ, 3).numpy()
+
+
+def _forward(planes: np.ndarray) -> np.ndarray:
+    """YCoCg planes (3, H, W) -> their 8 x 8 DCT coefficients (3, H/8, W/8, 8, 8), in float."""
+    dct = torch.from_numpy(_DCT)
+    return (dct @ torch.from_numpy(_to_blocks(planes)) @ dct.T).numpy()
 
 
 def _table_of_each(index: np.ndarray) -> np.ndarray:
@@ -168,7 +182,7 @@ def _dists() -> coder.Categoricals:
 
 def _encode_band(x: np.ndarray, base: np.ndarray, p: Plan, steps16: tuple[int, int]) -> bytes:
     steps = np.array([steps16[0], steps16[1], steps16[1]], dtype=np.float64)[:, None, None, None, None] / 16
-    a = _DCT @ _to_blocks(_fwd(x.astype(np.float64) - base)) @ _DCT.T / steps
+    a = _forward(_fwd(x.astype(np.float64) - base)) / steps
     sym = (np.sign(a) * np.maximum(np.floor(np.abs(a) + 0.5 - DEAD_ZONE), 0)).astype(np.int64)
     index = _pick_tables(sym)
     each = _table_of_each(index)

@@ -43,7 +43,8 @@ def test_compress_decompress_info_models(workdir):
     out = np.asarray(Image.open(workdir / "back.png"))
     assert out.shape == src.shape and psnr(src, out) > 25
     r = run_nic("info", "photo.nic", cwd=workdir)
-    assert r.returncode == 0 and "quality:     60" in r.stdout and "128x96" in r.stdout
+    assert r.returncode == 0 and "quality:     60 (latent at 50, plus a fine layer)" in r.stdout
+    assert "128x96" in r.stdout and "version 3" in r.stdout and "fine " in r.stdout
     r = run_nic("models")
     assert r.returncode == 0 and "hyperprior (default)" in r.stdout
 
