@@ -1,6 +1,7 @@
 """The quality scale every part of nic shares: integers from 1 (smallest files) to 100 (best
 pictures), 75 unless asked otherwise. The header stores it; each model maps it onto its own
-trained rate range (`models/rate.py`)."""
+trained rate range (`models/rate.py`), and above 50 the hyperprior models code quality 50's
+latent plus a fine layer (`fine.py`)."""
 
 from __future__ import annotations
 
