@@ -10,6 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import nic
+from nic import fine
+from nic.container import FINE_SECTION, LATENT_SECTION
 from nic.errors import NicError
 from nic.eval.metrics import psnr
 from nic.io import read_image
@@ -27,11 +29,15 @@ PRECISIONS = [torch.float32] + ([torch.bfloat16] if fast._native_bf16() else [])
 
 
 def decode_with(data: bytes, precision: torch.dtype) -> np.ndarray:
+    """The fast synthesis at `precision`, plus the fine layer where the file has one."""
     header, sections = nic.container.unpack(data)
     m = registry.load(header.model).model
     hp, wp = (-(-s // m.downsampling) * m.downsampling for s in (header.height, header.width))
-    y_hat = m.decompress_latent([s for _, s in sections], hp, wp, header.quality)
-    return fast_synthesis(m, precision)(y_hat)[0].permute(1, 2, 0).numpy()[:header.height, :header.width]
+    fines = [s for kind, s in sections if kind == FINE_SECTION]
+    quality = fine.base_quality(fines) if fines else header.quality
+    y_hat = m.decompress_latent([s for kind, s in sections if kind == LATENT_SECTION], hp, wp, quality)
+    rgb = fast_synthesis(m, precision)(y_hat)[0].permute(1, 2, 0).numpy()
+    return (fine.decode(fines, rgb) if fines else rgb)[:header.height, :header.width]
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
