@@ -155,9 +155,9 @@ def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -
     has_alpha = header.channels in (2, 4)
     layout = geometry.from_header(header.width, header.height, header.fold, lm.model.downsampling)
     geometry.check_work(layout, max_pixels(), lm.model.decode_cost)
-    coded_at = fine.base_quality(fines) if fines else header.quality
     with coder.stream_version(header.version):
         layer = fine.parse(fines, *layout.padded) if fines else None
+        coded_at = layer.base if layer else header.quality
         padded = lm.model.decompress(latents, *layout.padded, coded_at, exact=exact)
         rgb = geometry.restore(fine.apply(layer, padded) if layer else padded, layout)
     if header.grey:

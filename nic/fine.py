@@ -180,9 +180,13 @@ def _dists() -> coder.Categoricals:
     return coder.Categoricals(laplace_tables())
 
 
+def _plane_steps16(luma16: int, chroma16: int) -> np.ndarray:
+    """Steps times 16 of the Y, Co and Cg planes, shaped to divide or scale (3, H/8, W/8, 8, 8)."""
+    return np.array([luma16, chroma16, chroma16], dtype=np.int64)[:, None, None, None, None]
+
+
 def _encode_band(x: np.ndarray, base: np.ndarray, p: Plan, steps16: tuple[int, int]) -> bytes:
-    steps = np.array([steps16[0], steps16[1], steps16[1]], dtype=np.float64)[:, None, None, None, None] / 16
-    a = _forward(_fwd(x.astype(np.float64) - base)) / steps
+    a = _forward(_fwd(x.astype(np.float64) - base)) / (_plane_steps16(*steps16) / 16)
     sym = (np.sign(a) * np.maximum(np.floor(np.abs(a) + 0.5 - DEAD_ZONE), 0)).astype(np.int64)
     index = _pick_tables(sym)
     each = _table_of_each(index)
@@ -227,6 +231,7 @@ class Layer:
     """A file's fine layer, entropy-decoded and checked: done before any synthesis, so that a
     damaged layer costs no decoder work (docs/FORMAT.md, reading rules)."""
 
+    base: int  # the quality the latent was coded at
     steps16: np.ndarray  # (3, 1, 1, 1, 1): luma, chroma, chroma steps times 16
     bands: list[tuple[int, int, np.ndarray, np.ndarray]]  # rows top..end, region tables + 1, symbols
 
@@ -238,7 +243,7 @@ def parse(sections: list[bytes], height: int, width: int) -> Layer:
     bands = _bands(height, width)
     if len(sections) != len(bands):
         raise FormatError(f"image needs {len(bands)} fine sections, file has {len(sections)}")
-    base_quality(sections)  # every section's header agrees
+    base = base_quality(sections)  # and every section's header agrees
     out = []
     for data, (top, end) in zip(sections, bands, strict=True):
         _, luma, chroma, side_table, side = _head(data)
@@ -252,7 +257,7 @@ def parse(sections: list[bytes], height: int, width: int) -> Layer:
         if values.size and np.abs(values).max() * max(luma, chroma) > _MAX_PRODUCT:
             raise FormatError("fine section holds a value no encoder makes")
         out.append((top, end, index.astype(np.uint8), values.astype(np.int32)))
-    return Layer(np.array([luma, chroma, chroma], dtype=np.int64)[:, None, None, None, None], out)
+    return Layer(base, _plane_steps16(luma, chroma), out)
 
 
 def apply(layer: Layer, base: np.ndarray) -> np.ndarray:

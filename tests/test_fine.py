@@ -11,6 +11,7 @@ import torch
 import nic
 from nic import container, fine
 from nic.container import FINE_SECTION, LATENT_SECTION
+from nic.entropy import coder
 from nic.entropy.laplace import SCALE_LEVELS, laplace_tables
 from nic.errors import FormatError
 from nic.eval.metrics import psnr
@@ -117,8 +118,6 @@ def test_fine_sections_belong_to_version_3_only(photo):
 
 
 def test_table_indices_outside_the_tables_are_refused(photo):
-    from nic.entropy import coder
-
     base = np.asarray(nic.decompress(nic.compress(photo, quality=fine.FINE_FROM)))
     grid = (3, photo.shape[0] // fine.BLOCK, photo.shape[1] // fine.BLOCK)
     side = coder.encode(np.full(grid, SCALE_LEVELS + 1), np.full(grid, 22), fine._dists())

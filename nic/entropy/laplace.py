@@ -3,7 +3,7 @@
 Residuals of a decoded image are peaked at zero with heavy tails, as prediction residuals are
 in lossless coders (JPEG-LS codes them with the same distribution); on training patches they
 cost 3% fewer bits than under Gaussian tables of the same scales. P(v) is proportional to
-theta**|v|, one table per standard deviation in `SCALES`.
+theta**|v|, one table per standard deviation `scale(k)`.
 
 The decoder builds these tables itself, so they must come out the same on every machine:
 theta is computed with `decimal` (software arithmetic, the same everywhere, unlike libm's exp),
