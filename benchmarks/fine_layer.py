@@ -5,35 +5,35 @@
 Codes the first N of the 120 patches that training holds out at qualities 1..100 through
 `nic.compress` (real files, bpp from their bytes, PSNR of the decoded pixels), once as
 shipped and once with the fine layer switched off (every quality the model's own, as before
-it), beside JPEG and WebP; prints each curve and its BD-rate against JPEG and writes
+it), beside JPEG and WebP as `nic eval` codes them (`nic/eval/classic.py`: same settings,
+same sweeps); prints each curve and its BD-rate against JPEG and writes
 benchmarks/results/fine_layer.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from context_bound import held_out_patches  # a sibling script: run as python benchmarks/fine_layer.py
-from PIL import Image
 
 import nic
+from nic.eval import classic
 from nic.eval.bdrate import bd_rate
 from nic.eval.metrics import psnr
 from nic.models import registry
 
+ROOT = Path(__file__).resolve().parent.parent
 QUALITIES = (1, 10, 20, 35, 50, 60, 70, 80, 90, 100)
 
 
-def classic(fmt: str):
+def through(name: str):
     def code(img: np.ndarray, q: int) -> tuple[int, np.ndarray]:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format=fmt, quality=q)
-        return len(buf.getvalue()), np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        data = classic.encode(name, img, q)
+        return len(data), classic.decode(data)
     return code
 
 
@@ -53,14 +53,14 @@ def curve(images: list[np.ndarray], code, qualities) -> list[tuple[float, float]
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", default="../shared/data/train", type=Path)
+    p.add_argument("--train", type=Path, default=ROOT.parent / "shared" / "data" / "train",
+                   help="the patch pack; the first --images of its 120 held-out patches are coded")
     p.add_argument("--images", type=int, default=60)
-    p.add_argument("--out", default="benchmarks/results/fine_layer.json")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fine_layer.json")
     args = p.parse_args()
     images = held_out_patches(args.train, args.images)
-    curves = {"jpeg": curve(images, classic("JPEG"), (3, 5, 10, 20, 30, 50, 70, 85, 90)),
-              "webp": curve(images, classic("WEBP"), (0, 5, 15, 30, 50, 70, 80, 86, 92)),
-              "with fine layer": curve(images, learned, QUALITIES)}
+    curves = {name: curve(images, through(name), classic.get(name).params) for name in ("jpeg", "webp")}
+    curves["with fine layer"] = curve(images, learned, QUALITIES)
     model = type(registry.load(registry.DEFAULT_MODEL).model)
     shipped, model.fine_from = model.fine_from, None
     try:
@@ -73,7 +73,7 @@ def main() -> int:
         rate, quality = zip(*curves[name], strict=True)
         result["bd_rate_vs_jpeg"][name] = bd = bd_rate(jpeg[0], jpeg[1], rate, quality)
         print(f"{name:16s} BD-rate vs JPEG {bd:+.1f}%  " + " ".join(f"{b:.3f}/{q:.2f}" for b, q in curves[name]))
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 
