@@ -128,7 +128,7 @@ def _export(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from nic.eval import report, runner
 
-    plan = runner.plan(Path(args.data), args.models, args.codecs, args.metrics, args.published)
+    plan = runner.plan(Path(args.data), args.models, args.codecs, args.metrics, args.published, args.effort)
     out = Path(args.out)
     outcome = runner.run(plan, out, args.jobs, args.force)
     report.write(out, plan, outcome)
@@ -208,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--codecs", help="comma list of classic codecs: jpeg, jpeg444, webp, jp2, avif, jxl, heic "
                                     "(default: all but jpeg444), or 'none'")
     v.add_argument("--metrics", help="comma list of psnr, ssim, msssim (default: all three)")
+    v.add_argument("--effort", help="comma list of encoder efforts to measure each learned model at, one curve "
+                                    "each, e.g. 0,1 (default: 0)")
     v.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
     v.add_argument("--published", help="folder of published Kodak results for reference curves "
                                       "(default: 'published' beside DATA, if there); 'none' for none")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import io
+import time
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -64,7 +66,8 @@ def _analyse(lm: LoadedModel, picture: Picture) -> tuple[Layout, Analysis]:
     return layout, lm.model.analyse(geometry.arrange(picture.rgb, layout))
 
 
-def _check_effort(lm: LoadedModel, effort: int) -> int:
+def effort_for(lm: LoadedModel, effort: int) -> int:
+    """The effort level, checked against what this model's encoder can refine."""
     effort = check_effort(effort)
     if effort > lm.model.max_effort:
         raise NicError(f"model {lm.name!r} has no encoder refinement above effort {lm.model.max_effort}")
@@ -80,11 +83,12 @@ def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layou
     coded_at = plan.base if plan else quality
     bases = {} if bases is None else bases
     if (coded_at, effort) not in bases:
+        start = time.perf_counter()
         streams = lm.model.code(analysis, coded_at, effort, progress)
         # The decoder's own fast synthesis, so the layer corrects what users will see.
         image = lm.model.decompress(streams, *layout.padded, coded_at) if plan else None
-        bases[coded_at, effort] = streams, image
-    streams, image = bases[coded_at, effort]
+        bases[coded_at, effort] = streams, image, time.perf_counter() - start
+    streams, image, _ = bases[coded_at, effort]
     sections = [(LATENT_SECTION, s) for s in streams]
     if plan:
         sections += [(FINE_SECTION, s) for s in fine.encode(analysis.image, image, plan)]
@@ -104,8 +108,33 @@ def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | Loaded
     the encoder (see `models/refine.py`); `progress` shows a bar on stderr while it does."""
     quality = check_quality(quality)
     lm = resolve_model(model)
-    effort = _check_effort(lm, effort)
+    effort = effort_for(lm, effort)
     return _pack(lm, picture, quality, _analyse(lm, picture), effort, progress)
+
+
+def sweep(picture: Picture, model: str | LoadedModel | None = None,
+          effort: int = 0) -> Callable[[int], tuple[bytes, float]]:
+    """An encoder of one picture at many qualities, as `nic eval` measures a curve: the analysis
+    and each base layer are computed once. It returns the bytes `encode` would and the seconds
+    a lone `encode` would take (the shared work counted in), so timings stay per file."""
+    lm = resolve_model(model)
+    effort = effort_for(lm, effort)
+    start = time.perf_counter()
+    analysis = _analyse(lm, picture)
+    analysed_s = time.perf_counter() - start
+    bases: dict = {}
+
+    def at(quality: int) -> tuple[bytes, float]:
+        quality = check_quality(quality)
+        start = time.perf_counter()
+        before = set(bases)
+        data = _pack(lm, picture, quality, analysis, effort, bases=bases)
+        plan = fine.plan(quality, lm.model.fine_from)
+        key = (plan.base if plan else quality, effort)
+        shared = bases[key][2] if key in before else 0.0  # computed earlier, for another quality
+        return data, analysed_s + shared + time.perf_counter() - start
+
+    return at
 
 
 def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None = None,
@@ -121,7 +150,7 @@ def encode_to_size(picture: Picture, bpp: float, model: str | LoadedModel | None
     if isinstance(bpp, bool) or not isinstance(bpp, (int, float, np.integer, np.floating)) or not bpp > 0:
         raise NicError(f"target bpp must be positive, got {bpp}")
     lm = resolve_model(model)
-    effort = _check_effort(lm, effort)
+    effort = effort_for(lm, effort)
     analysis = _analyse(lm, picture)
     budget = bpp * picture.width * picture.height / 8
     bases: dict = {}

@@ -20,7 +20,7 @@ from PIL import Image
 from nic.cli import main
 from nic.eval import bdrate
 from nic.eval.bdrate import bd_quality, bd_rate
-from nic.eval.runner import DEFAULT_QUALITIES, parse_models
+from nic.eval.runner import DEFAULT_QUALITIES, parse_efforts, parse_models
 from nic.models import registry
 from tests.conftest import DATA, run_nic
 
@@ -75,6 +75,7 @@ def test_parse_models():
     assert parse_models("a:1,10,c:1,5,10") == {"a": (1, 10), "c": (1, 5, 10)}  # shared qualities kept
     assert parse_models(None) == {registry.DEFAULT_MODEL: DEFAULT_QUALITIES}
     assert parse_models("none") == {}
+    assert parse_efforts(None) == (0,) and parse_efforts("1,0,1") == (0, 1)
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -87,6 +88,8 @@ def test_parse_models():
     (["images", "--models", f"{registry.DEFAULT_MODEL}:ten"], "quality 'ten' is not an integer"),
     (["images", "--models", "none", "--codecs", "none"], "nothing to evaluate"),
     (["images", "--jobs", "0"], "--jobs must be at least 1"),
+    (["images", "--effort", "0,5"], "effort must be one of 0, 1, 2, 3, got '5'"),
+    (["images", "--models", "conv-ae", "--effort", "1"], "model 'conv-ae' has no encoder refinement above effort 0"),
     (["images", "--out", "file.txt"], "file.txt: exists and is not a folder"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch, args, needle):
@@ -184,3 +187,35 @@ def test_missing_folder_through_the_real_command(tmp_path):
     r = run_nic("eval", "nowhere", "--out", "res", cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.strip() == "nic: error: nowhere: no such folder"
     assert not (tmp_path / "res").exists()
+
+
+def test_effort_curves_are_the_files_nic_compress_writes(tmp_path):
+    """`--effort 0,1` gives one curve per effort, and each record is the file `nic compress`
+    writes at that effort (one thread, as the eval workers run): bytes, then decoded PSNR."""
+    import torch
+
+    from nic import codec
+    from nic.io import read_image
+
+    (tmp_path / "images").mkdir()
+    shutil.copy(DATA / "kodim23-crop.png", tmp_path / "images")
+    name = registry.DEFAULT_MODEL
+    r = run_nic("eval", "images", "--out", "res", "--models", f"{name}:60", "--effort", "0,1", "--codecs", "jpeg",
+                "--metrics", "psnr", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert result["codecs"][f"{name}-effort1"]["label"] == f"nic {name}, effort 1"
+    records = {r["codec"]: r for r in result["records"] if r["kind"] == "learned"}
+    assert set(records) == {name, f"{name}-effort1"}
+    picture = read_image(DATA / "kodim23-crop.png")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        files = {name: codec.encode(picture, 60, name), f"{name}-effort1": codec.encode(picture, 60, name, 1)}
+    finally:
+        torch.set_num_threads(threads)
+    assert files[name] != files[f"{name}-effort1"]
+    for curve, data in files.items():
+        assert records[curve]["bytes"] == len(data)
+        assert records[curve]["psnr"] == pytest.approx(_psnr(picture.rgb, codec.decode(data).rgb), abs=1e-6)
+    assert f"nic {name}, effort 1" in (tmp_path / "res" / "report.html").read_text()

@@ -24,7 +24,8 @@ def _centre(rgb: np.ndarray) -> np.ndarray:
 def _at_size(contender: Contender, picture: Picture, budget: int) -> tuple[bytes, str] | None:
     """The contender's largest file within `budget` bytes, and its setting; None if none fits."""
     if contender.kind == "learned":
-        data = codec.encode_to_size(picture, budget * 8 / (picture.width * picture.height), contender.name)
+        data = codec.encode_to_size(picture, budget * 8 / (picture.width * picture.height), contender.model,
+                                    contender.effort)
         return (data, f"quality {container.unpack(data)[0].quality}") if len(data) <= budget else None
     found = classic.largest_under(contender.name, picture.rgb, budget)
     return None if found is None else (found[1], f"{classic.get(contender.name).param_name} {found[0]}")
@@ -39,13 +40,13 @@ def crops(plan: Plan) -> list[dict]:
     learned = [c for c in plan.contenders if c.kind == "learned"]
     if not learned:
         return []
-    ref = next((c for c in learned if c.name == registry.DEFAULT_MODEL), learned[0])
+    ref = next((c for c in learned if c.model == registry.DEFAULT_MODEL), learned[0])
     quality = ref.params[len(ref.params) // 2]
     sources = [plan.images[0]] + ([plan.images[len(plan.images) // 2]] if len(plan.images) > 1 else [])
     shown = []
     for src in sources:
         pic = Picture(read_image(src.path).pixels)
-        ref_data = codec.encode(pic, quality, ref.name)
+        ref_data = codec.encode(pic, quality, ref.model, ref.effort)
         tiles = [{"label": "original", "png": encode_image(Picture(np.ascontiguousarray(_centre(pic.rgb))))}]
         for c in plan.contenders:
             found = (ref_data, f"quality {quality}") if c is ref else _at_size(c, pic, len(ref_data))

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nic import codec
 from nic.errors import NicError
 from nic.eval import classic, published
 from nic.eval.metrics import METRICS
 from nic.io import IMAGE_SUFFIXES, atomic_write
 from nic.models import registry
+from nic.models.refine import check_effort
 from nic.quality import check_quality
 
 DEFAULT_QUALITIES = (1, 10, 20, 35, 50, 65, 80, 90, 100)
@@ -42,6 +44,8 @@ class Contender:
     label: str
     params: tuple[int, ...]
     version: str  # weights hash or encoder version: when it changes, cached records are redone
+    model: str = ""  # a learned curve's model (its name also carries the effort)
+    effort: int = 0  # a learned curve's encoder effort
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,13 @@ def parse_models(spec: str | None) -> dict[str, tuple[int, ...]]:
     return {name: tuple(sorted(set(qs))) or DEFAULT_QUALITIES for name, qs in models.items()}
 
 
+def parse_efforts(spec: str | None) -> tuple[int, ...]:
+    """'0,1' -> (0, 1): the encoder efforts each learned model is measured at (None: effort 0)."""
+    if spec is None:
+        return (0,)
+    return tuple(sorted({check_effort(item) for item in _items(spec, "effort")}))
+
+
 def find_images(data: Path) -> list[Source]:
     """The image files directly in `data`, by name."""
     if not data.is_dir():
@@ -138,10 +149,11 @@ def _published(data: Path, images: list[Source], folder: str | None) -> dict[str
 
 
 def plan(data: Path, models: str | None = None, codecs: str | None = None, metrics: str | None = None,
-         published_dir: str | None = None) -> Plan:
-    """Check every input (folder, images, models, codecs, metrics) and say what will be measured.
+         published_dir: str | None = None, efforts: str | None = None) -> Plan:
+    """Check every input (folder, images, models, codecs, metrics, efforts) and say what will be
+    measured: one curve per learned model and effort, one per classic codec.
 
-    None means the defaults: the default model, DEFAULT_CODECS, DEFAULT_METRICS.
+    None means the defaults: the default model at effort 0, DEFAULT_CODECS, DEFAULT_METRICS.
     """
     images = find_images(data)
     chosen = list(dict.fromkeys(_items(metrics, "metrics"))) if metrics else list(DEFAULT_METRICS)
@@ -153,7 +165,11 @@ def plan(data: Path, models: str | None = None, codecs: str | None = None, metri
         if name in classic.CODECS:
             raise NicError(f"model {name!r} has the name of a classic codec; rename the model")
         lm = registry.load(name)
-        contenders.append(Contender(name, "learned", f"nic {name}", qualities, lm.weights_hash.hex()))
+        for effort in parse_efforts(efforts):
+            codec.effort_for(lm, effort)
+            curve, label = (f"{name}-effort{effort}", f"nic {name}, effort {effort}") if effort \
+                else (name, f"nic {name}")
+            contenders.append(Contender(curve, "learned", label, qualities, lm.weights_hash.hex(), name, effort))
     for name in [] if codecs == "none" else dict.fromkeys(_items(codecs, "codecs")) if codecs else DEFAULT_CODECS:
         c = classic.get(name)
         contenders.append(Contender(name, "classic", c.label, c.params, classic.version(name)))
@@ -221,19 +237,19 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # the workers share the cores: one thread each wastes none on syncing
 
 
-def _measure(path: Path, kind: str, name: str, params: tuple[int, ...], metrics: tuple[str, ...]) -> list[dict]:
+def _measure(path: Path, contender: Contender, params: tuple[int, ...], metrics: tuple[str, ...]) -> list[dict]:
     """In a worker: one image with one codec at several settings."""
-    import torch
-
-    from nic.eval.rd import measure
+    from nic.eval.rd import measure, measure_learned
     from nic.io import Picture, read_image
 
     source = read_image(path)
     picture = Picture(source.pixels)  # alpha dropped: every codec is scored on the same RGB (or grey)
-    model_or_codec = registry.load(name) if kind == "learned" else name
-    with torch.inference_mode():
-        return [{"param": p, "width": picture.width, "height": picture.height,
-                 **measure(picture, model_or_codec, p, metrics)} for p in params]
+    if contender.kind == "learned":
+        rows = measure_learned(picture, registry.load(contender.model), params, metrics, contender.effort)
+    else:
+        rows = [measure(picture, contender.name, p, metrics) for p in params]
+    size = {"width": picture.width, "height": picture.height}
+    return [{"param": p, **size, **r} for p, r in zip(params, rows, strict=True)]
 
 
 def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
@@ -259,7 +275,7 @@ def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
             tqdm(total=measured, unit="point", desc="nic eval", disable=None) as bar:
         pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker)
         try:
-            futures = {pool.submit(_measure, src.path, contender.kind, contender.name, tuple(params), plan.metrics):
+            futures = {pool.submit(_measure, src.path, contender, tuple(params), plan.metrics):
                        (src, contender) for (src, contender), params in todo.items()}
             for future in as_completed(futures):
                 src, contender = futures[future]
