@@ -81,17 +81,17 @@ def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layou
     layout, analysis = analysed
     plan = fine.plan(quality, lm.model.fine_from)
     coded_at = plan.base if plan else quality
-    bases = {} if bases is None else bases
-    if (coded_at, effort) not in bases:
-        start = time.perf_counter()
-        streams = lm.model.code(analysis, coded_at, effort, progress)
+    base = ({} if bases is None else bases).setdefault((coded_at, effort), {"seconds": 0.0})
+    start = time.perf_counter()
+    if "streams" not in base:
+        base["streams"] = lm.model.code(analysis, coded_at, effort, progress)
+    if plan and "image" not in base:  # the base quality may have been coded as a file of its own first
         # The decoder's own fast synthesis, so the layer corrects what users will see.
-        image = lm.model.decompress(streams, *layout.padded, coded_at) if plan else None
-        bases[coded_at, effort] = streams, image, time.perf_counter() - start
-    streams, image, _ = bases[coded_at, effort]
-    sections = [(LATENT_SECTION, s) for s in streams]
+        base["image"] = lm.model.decompress(base["streams"], *layout.padded, coded_at)
+    base["seconds"] += time.perf_counter() - start
+    sections = [(LATENT_SECTION, s) for s in base["streams"]]
     if plan:
-        sections += [(FINE_SECTION, s) for s in fine.encode(analysis.image, image, plan)]
+        sections += [(FINE_SECTION, s) for s in fine.encode(analysis.image, base["image"], plan)]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
@@ -126,12 +126,10 @@ def sweep(picture: Picture, model: str | LoadedModel | None = None,
 
     def at(quality: int) -> tuple[bytes, float]:
         quality = check_quality(quality)
-        start = time.perf_counter()
-        before = set(bases)
-        data = _pack(lm, picture, quality, analysis, effort, bases=bases)
         plan = fine.plan(quality, lm.model.fine_from)
-        key = (plan.base if plan else quality, effort)
-        shared = bases[key][2] if key in before else 0.0  # computed earlier, for another quality
+        shared = bases.get((plan.base if plan else quality, effort), {}).get("seconds", 0.0)  # done before
+        start = time.perf_counter()
+        data = _pack(lm, picture, quality, analysis, effort, bases=bases)
         return data, analysed_s + shared + time.perf_counter() - start
 
     return at

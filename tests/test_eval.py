@@ -191,7 +191,8 @@ def test_missing_folder_through_the_real_command(tmp_path):
 
 def test_effort_curves_are_the_files_nic_compress_writes(tmp_path):
     """`--effort 0,1` gives one curve per effort, and each record is the file `nic compress`
-    writes at that effort (one thread, as the eval workers run): bytes, then decoded PSNR."""
+    writes at that effort (one thread, as the eval workers run): bytes, then decoded PSNR.
+    Quality 60's fine layer sits on quality 50's base, which the sweep coded as a file first."""
     import torch
 
     from nic import codec
@@ -200,21 +201,22 @@ def test_effort_curves_are_the_files_nic_compress_writes(tmp_path):
     (tmp_path / "images").mkdir()
     shutil.copy(DATA / "kodim23-crop.png", tmp_path / "images")
     name = registry.DEFAULT_MODEL
-    r = run_nic("eval", "images", "--out", "res", "--models", f"{name}:60", "--effort", "0,1", "--codecs", "jpeg",
+    r = run_nic("eval", "images", "--out", "res", "--models", f"{name}:50,60", "--effort", "0,1", "--codecs", "jpeg",
                 "--metrics", "psnr", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "res" / "results.json").read_text())
     assert result["codecs"][f"{name}-effort1"]["label"] == f"nic {name}, effort 1"
-    records = {r["codec"]: r for r in result["records"] if r["kind"] == "learned"}
-    assert set(records) == {name, f"{name}-effort1"}
+    records = {(r["codec"], r["param"]): r for r in result["records"] if r["kind"] == "learned"}
+    assert set(records) == {(curve, q) for curve in (name, f"{name}-effort1") for q in (50, 60)}
     picture = read_image(DATA / "kodim23-crop.png")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        files = {name: codec.encode(picture, 60, name), f"{name}-effort1": codec.encode(picture, 60, name, 1)}
+        files = {(curve, q): codec.encode(picture, q, name, effort)
+                 for curve, effort in ((name, 0), (f"{name}-effort1", 1)) for q in (50, 60)}
     finally:
         torch.set_num_threads(threads)
-    assert files[name] != files[f"{name}-effort1"]
+    assert files[name, 60] != files[f"{name}-effort1", 60]
     for curve, data in files.items():
         assert records[curve]["bytes"] == len(data)
         assert records[curve]["psnr"] == pytest.approx(_psnr(picture.rgb, codec.decode(data).rgb), abs=1e-6)
