@@ -1,7 +1,7 @@
 """Rate-distortion points through the real code paths: bytes as written to disk, decoded pixels.
 
-`measure` and `measure_learned` are the one place where an image is coded and scored, for `nic eval` and for the RD
-points that training and export record.
+`measure` (classic codecs) and `measure_learned` (a model's curve) are where an image is coded
+and scored, for `nic eval` and for the RD points that training and export record.
 """
 
 from __future__ import annotations
