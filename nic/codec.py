@@ -74,13 +74,19 @@ def effort_for(lm: LoadedModel, effort: int) -> int:
     return effort
 
 
+def _base(lm: LoadedModel, quality: int) -> tuple[fine.Plan | None, int]:
+    """A quality's fine layer (None below the model's `fine_from`) and the quality its latent is
+    coded at: the key under which `_pack` shares base layers between qualities."""
+    plan = fine.plan(quality, lm.model.fine_from)
+    return plan, plan.base if plan else quality
+
+
 def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layout, Analysis], effort: int = 0,
           progress: bool = False, bases: dict | None = None) -> bytes:
     """The file for one quality. Qualities with a fine layer share their base quality's
     streams and decoded image: `bases` keeps them between calls on one analysis."""
     layout, analysis = analysed
-    plan = fine.plan(quality, lm.model.fine_from)
-    coded_at = plan.base if plan else quality
+    plan, coded_at = _base(lm, quality)
     base = ({} if bases is None else bases).setdefault((coded_at, effort), {"seconds": 0.0})
     start = time.perf_counter()
     if "streams" not in base:
@@ -126,8 +132,7 @@ def sweep(picture: Picture, model: str | LoadedModel | None = None,
 
     def at(quality: int) -> tuple[bytes, float]:
         quality = check_quality(quality)
-        plan = fine.plan(quality, lm.model.fine_from)
-        shared = bases.get((plan.base if plan else quality, effort), {}).get("seconds", 0.0)  # done before
+        shared = bases.get((_base(lm, quality)[1], effort), {}).get("seconds", 0.0)  # done before
         start = time.perf_counter()
         data = _pack(lm, picture, quality, analysis, effort, bases=bases)
         return data, analysed_s + shared + time.perf_counter() - start
