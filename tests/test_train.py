@@ -172,7 +172,7 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
                          ids=lambda p: p.name)
 def test_shipped_configs_resolve(config):
     cfg = resolve(config)
-    assert cfg["model"]["architecture"] in ("hyperprior", "factorized", "conv-ae", "comcnn")
+    assert cfg["model"]["architecture"] in ("hyperprior", "checkerboard", "factorized", "conv-ae", "comcnn")
     assert cfg["data"]["crop"] > 0 and cfg["optim"]["steps"] > 0
 
 
