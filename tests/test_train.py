@@ -21,7 +21,7 @@ from PIL import Image
 
 import nic
 from nic.errors import NicError
-from nic.models.registry import build
+from nic.models.registry import ARCHITECTURES, build
 from nic.train.checkpoint import init_from, load_checkpoint
 from nic.train.config import resolve
 from nic.train.data import holdout, load_cifar, load_sources
@@ -172,7 +172,7 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
                          ids=lambda p: p.name)
 def test_shipped_configs_resolve(config):
     cfg = resolve(config)
-    assert cfg["model"]["architecture"] in ("hyperprior", "checkerboard", "factorized", "conv-ae", "comcnn")
+    assert cfg["model"]["architecture"] in ARCHITECTURES
     assert cfg["data"]["crop"] > 0 and cfg["optim"]["steps"] > 0
 
 
