@@ -166,6 +166,12 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     assert [r["steps"] for r in card2["history"]] == [10, 4]
     assert card2["total"]["steps"] == 14 and card2["total"]["runs"] == 2
     assert card2["total"]["wall_time_s"] == pytest.approx(sum(r["wall_time_s"] for r in card2["history"]))
+    # ... and one seeded from that run's checkpoint (a .pt, not an export) follows it back too.
+    train(tiny_cfg("optim.steps=3", f"run.init='{tmp_path / 'run2' / 'checkpoint.pt'}'"), tmp_path / "run3",
+          progress=False)
+    card3 = export(tmp_path / "run3", "tiny-three", tmp_path / "models")
+    assert [r["steps"] for r in card3["history"]] == [10, 4, 3] and card3["total"]["steps"] == 17
+    assert card3["history"][1]["init"].endswith("tiny-test.safetensors")
 
 
 @pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),

@@ -26,15 +26,34 @@ CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 
 
 def _history(init: Path) -> list[dict]:
-    """The training runs behind a shipped weights file that a run started from (its model card's
-    history, or its one recorded run), so that a card adds up every run, not just the last."""
-    if init.suffix != ".safetensors" or not init.with_suffix(".json").is_file():
+    """The training runs behind what a run started from, so that a card adds up every run, not
+    just the last: a weights file's card history (or its one recorded run), or, for a run's
+    checkpoint or snapshot, that run up to the checkpoint and whatever it started from."""
+    if init.suffix == ".safetensors":
+        if not init.with_suffix(".json").is_file():
+            return []
+        card = json.loads(init.with_suffix(".json").read_text())
+        if "history" in card:
+            return card["history"]
+        run = dict(card.get("training", {}))
+        return [run | ({"note": card["note"]} if "note" in card else {})] if run else []
+    if not init.name or not (init.is_dir() or init.is_file()):
         return []
-    card = json.loads(init.with_suffix(".json").read_text())
-    if "history" in card:
-        return card["history"]
-    run = dict(card.get("training", {}))
-    return [run | ({"note": card["note"]} if "note" in card else {})] if run else []
+    state = load_checkpoint(init)
+    return _history(Path(state["config"]["run"]["init"])) + [_run_record(state)]
+
+
+def _run_record(state: dict[str, Any]) -> dict:
+    """One run as a model card records it, from its checkpoint."""
+    cfg = state["config"]
+    return {
+        "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
+        "steps": state["step"], "wall_time_s": round(state["elapsed"], 1),
+        "hardware": state["hardware"], "optimizer": cfg["optim"],
+        "precision": f"{cfg['run'].get('precision', 'fp32')}"
+                     f"{'+channels_last' if cfg['run'].get('channels_last') is True else ''}",
+        "init": cfg["run"]["init"], "held_out": cfg["data"].get("holdout", 0),
+    }
 
 
 def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force: bool = False,
@@ -49,14 +68,7 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     model = trained_model(state).eval()
     config = file_config(model, cfg["model"]["architecture"])
     data = serialize(model, config)
-    this_run = {
-        "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
-        "steps": state["step"], "wall_time_s": round(state["elapsed"], 1),
-        "hardware": state["hardware"], "optimizer": cfg["optim"],
-        "precision": f"{cfg['run'].get('precision', 'fp32')}"
-                     f"{'+channels_last' if cfg['run'].get('channels_last') is True else ''}",
-        "init": cfg["run"]["init"], "held_out": cfg["data"].get("holdout", 0),
-    }
+    this_run = _run_record(state)
     history = _history(Path(cfg["run"]["init"])) + [this_run]
     module_doc = inspect.getdoc(sys.modules[type(model).__module__]) or ""
     card = {
