@@ -1,7 +1,8 @@
 """BD-rate against JPEG as training goes on, over hours of training: what more training buys.
 
 Exports snapshots of one or more runs (`run.snapshot_every`; every `--every` steps) and their
-final checkpoints as temporary models, plus any weights files given with `--weights`, and
+final checkpoints as temporary models, plus any weights files given with `--weights` (alone,
+or as one line of exports with `SERIES=PATH@HOURS`), and
 measures them all with `nic eval` (real files) on Kodak and on the patches the runs held out
 of training (`data.holdout`, their validation.txt; all runs must hold out the same ones).
 Hours run on from the training behind each run's starting weights (`RUN@HOURS`; the model
@@ -48,10 +49,11 @@ def points(runs: list[str], weights: list[str], every: int) -> tuple[dict[str, P
             info[name] = {"series": run.name, "step": state["step"], "hours": before + state["elapsed"] / 3600,
                           "hardware": state["hardware"]}
     for spec in weights:
+        series, _, spec = spec.rpartition("=")
         path, hours = _at(spec)
         name = path.stem
         paths[name] = path
-        info[name] = {"series": "weights", "step": None, "hours": hours, "hardware": None}
+        info[name] = {"series": series or "weights", "step": None, "hours": hours, "hardware": None}
     return paths, info
 
 
@@ -91,7 +93,8 @@ def plot(info: dict[str, dict], out: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="*", help="RUN@HOURS: a run folder and the hours of training before it")
-    p.add_argument("--weights", nargs="*", default=[], help="PATH@HOURS: weights files measured as single points")
+    p.add_argument("--weights", nargs="*", default=[],
+                   help="[SERIES=]PATH@HOURS: weights files measured as points, of series 'weights' unless named")
     p.add_argument("--every", type=int, default=1, help="only snapshots at multiples of this many steps")
     p.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"))
     p.add_argument("--sets", default=",".join(SETS), help="which of validation,kodak to measure on")
