@@ -76,7 +76,8 @@ def plot(info: dict[str, dict], out: Path) -> None:
 
     fig, axes = plt.subplots(1, len(SETS), figsize=(11, 4), sharey=True)
     order = dict.fromkeys(i["series"] for i in sorted(info.values(), key=lambda i: i["hours"]))
-    color = {series: f"C{n}" for n, series in enumerate(order)}  # one colour per series in both panels
+    palette = plt.get_cmap("tab20").colors  # one colour per series in both panels, up to 20 series
+    color = {series: palette[n % len(palette)] for n, series in enumerate(order)}
     for ax, which in zip(axes, SETS, strict=True):
         for series in order:
             rows = sorted((i["hours"], i[which]) for i in info.values() if i["series"] == series and which in i)
@@ -85,7 +86,7 @@ def plot(info: dict[str, dict], out: Path) -> None:
                         label=series)
         ax.set(title=which, xlabel="hours of training", ylabel="BD-rate vs JPEG (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(loc="upper right", ncol=2, fontsize="small")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
