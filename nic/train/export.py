@@ -39,7 +39,11 @@ def _history(init: Path) -> list[dict]:
         return [run | ({"note": card["note"]} if "note" in card else {})] if run else []
     if not init.name or not (init.is_dir() or init.is_file()):
         return []
-    state = load_checkpoint(init)
+    return _runs_behind(load_checkpoint(init))
+
+
+def _runs_behind(state: dict[str, Any]) -> list[dict]:
+    """Every run behind a checkpoint's weights, oldest first, its own run last."""
     return _history(Path(state["config"]["run"]["init"])) + [_run_record(state)]
 
 
@@ -68,15 +72,14 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     model = trained_model(state).eval()
     config = file_config(model, cfg["model"]["architecture"])
     data = serialize(model, config)
-    this_run = _run_record(state)
-    history = _history(Path(cfg["run"]["init"])) + [this_run]
+    history = _runs_behind(state)
     module_doc = inspect.getdoc(sys.modules[type(model).__module__]) or ""
     card = {
         "name": name,
         "architecture": cfg["model"]["architecture"],
         "description": module_doc.split("\n\n")[0].replace("\n", " "),
         "config": config,
-        "training": this_run,
+        "training": history[-1],
         "history": history,
         "total": {"runs": len(history), "steps": sum(r.get("steps", 0) for r in history),
                   "wall_time_s": round(sum(r.get("wall_time_s", 0) for r in history), 1)},
