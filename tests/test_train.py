@@ -219,6 +219,23 @@ def test_precision_auto_times_the_candidates_and_falls_back_without_bf16(monkeyp
     assert len(calls) == 6  # one warm-up and two timed steps each
 
 
+def test_precision_trial_is_not_fooled_by_a_burst_of_load():
+    """A burst of load during one option's steps (another run starting beside this one) must not
+    hand the choice to the slower option: options take turns and each keeps its fastest step."""
+    options = [Precision("fp32", False), Precision("bf16", True)]
+    calls = []
+
+    def step(net, p):  # bf16 is 4x faster, but its first timed step is slowed by a burst of 0.2 s
+        calls.append(p)
+        burst = 0.2 if p.dtype == "bf16" and calls.count(p) == 2 else 0.0
+        time.sleep((0.04 if p.dtype == "fp32" else 0.01) + burst)
+
+    best, seconds = fastest(options, step, build("hyperprior", N=8, M=8), repeats=3)
+    assert best == Precision("bf16", True)
+    assert seconds["bf16+channels_last"] < 0.04 <= seconds["fp32"]
+    assert calls[2:] == options * 3  # warm-ups, then one step of each option per round
+
+
 def test_training_logs_the_precision_it_chose(tmp_path):
     train(tiny_cfg("optim.steps=2", "run.precision='auto'", "run.channels_last='auto'"), tmp_path / "run",
           progress=False)
