@@ -172,6 +172,12 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     card3 = export(tmp_path / "run3", "tiny-three", tmp_path / "models")
     assert [r["steps"] for r in card3["history"]] == [10, 4, 3] and card3["total"]["steps"] == 17
     assert card3["history"][1]["init"].endswith("tiny-test.safetensors")
+    # ... but once the run it started from is gone, the card says what it could not count.
+    (tmp_path / "run2").rename(tmp_path / "run2-moved")
+    card4 = export(tmp_path / "run3", "tiny-three", tmp_path / "models", force=True)
+    assert card4["history"][0] == {"untraced": str(tmp_path / "run2" / "checkpoint.pt")}
+    assert card4["total"]["steps"] == 3 and card4["total"]["runs"] == 1
+    assert card4["total"]["untraced"] == [str(tmp_path / "run2" / "checkpoint.pt")]
 
 
 @pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),

@@ -20,7 +20,7 @@ from nic.models.base import CompressionModel
 from nic.models.registry import from_bytes
 from nic.models.store import install, install_check
 from nic.models.weights import serialize
-from nic.train.checkpoint import load_checkpoint, trained_model
+from nic.train.checkpoint import CHECKPOINT, load_checkpoint, trained_model
 
 CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 
@@ -28,17 +28,22 @@ CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 def _history(init: Path) -> list[dict]:
     """The training runs behind what a run started from, so that a card adds up every run, not
     just the last: a weights file's card history (or its one recorded run), or, for a run's
-    checkpoint or snapshot, that run up to the checkpoint and whatever it started from."""
+    checkpoint or snapshot, that run up to the checkpoint and whatever it started from. Where
+    that cannot be read (the file is gone, or its card says nothing), one `untraced` entry says
+    so, and the card's total leaves it out rather than silently undercounting."""
+    if not init.name:
+        return []
+    untraced = [{"untraced": str(init)}]
     if init.suffix == ".safetensors":
         if not init.with_suffix(".json").is_file():
-            return []
+            return untraced
         card = json.loads(init.with_suffix(".json").read_text())
         if "history" in card:
             return card["history"]
         run = dict(card.get("training", {}))
-        return [run | ({"note": card["note"]} if "note" in card else {})] if run else []
-    if not init.name or not (init.is_dir() or init.is_file()):
-        return []
+        return [run | ({"note": card["note"]} if "note" in card else {})] if run else untraced
+    if not (init.is_file() or (init / CHECKPOINT).is_file()):
+        return untraced
     return _runs_behind(load_checkpoint(init))
 
 
@@ -81,8 +86,11 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
         "config": config,
         "training": history[-1],
         "history": history,
-        "total": {"runs": len(history), "steps": sum(r.get("steps", 0) for r in history),
-                  "wall_time_s": round(sum(r.get("wall_time_s", 0) for r in history), 1)},
+        "total": {"runs": sum("untraced" not in r for r in history),
+                  "steps": sum(r.get("steps", 0) for r in history),
+                  "wall_time_s": round(sum(r.get("wall_time_s", 0) for r in history), 1),
+                  **({"untraced": [r["untraced"] for r in history if "untraced" in r]}
+                     if any("untraced" in r for r in history) else {})},
         "exported": time.strftime("%Y-%m-%d"),
         **({"note": note} if note else {}),
         "sha256": hashlib.sha256(data).hexdigest(),
