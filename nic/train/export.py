@@ -20,7 +20,7 @@ from nic.models.base import CompressionModel
 from nic.models.registry import from_bytes
 from nic.models.store import install, install_check
 from nic.models.weights import serialize
-from nic.train.checkpoint import CHECKPOINT, load_checkpoint, trained_model
+from nic.train.checkpoint import load_checkpoint, trained_model
 
 CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 
@@ -42,9 +42,11 @@ def _history(init: Path) -> list[dict]:
             return card["history"]
         run = dict(card.get("training", {}))
         return [run | ({"note": card["note"]} if "note" in card else {})] if run else untraced
-    if not (init.is_file() or (init / CHECKPOINT).is_file()):
+    try:
+        state = load_checkpoint(init)  # a checkpoint file or a run folder, as run.init allows
+    except NicError:
         return untraced
-    return _runs_behind(load_checkpoint(init))
+    return _runs_behind(state)
 
 
 def _runs_behind(state: dict[str, Any]) -> list[dict]:
@@ -78,6 +80,7 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     config = file_config(model, cfg["model"]["architecture"])
     data = serialize(model, config)
     history = _runs_behind(state)
+    untraced = [r["untraced"] for r in history if "untraced" in r]
     module_doc = inspect.getdoc(sys.modules[type(model).__module__]) or ""
     card = {
         "name": name,
@@ -86,11 +89,9 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
         "config": config,
         "training": history[-1],
         "history": history,
-        "total": {"runs": sum("untraced" not in r for r in history),
-                  "steps": sum(r.get("steps", 0) for r in history),
+        "total": {"runs": len(history) - len(untraced), "steps": sum(r.get("steps", 0) for r in history),
                   "wall_time_s": round(sum(r.get("wall_time_s", 0) for r in history), 1),
-                  **({"untraced": [r["untraced"] for r in history if "untraced" in r]}
-                     if any("untraced" in r for r in history) else {})},
+                  **({"untraced": untraced} if untraced else {})},
         "exported": time.strftime("%Y-%m-%d"),
         **({"note": note} if note else {}),
         "sha256": hashlib.sha256(data).hexdigest(),
