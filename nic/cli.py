@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> None:
     from nic.train.loop import train
 
     overrides = list(args.set or [])
-    for flag, key in (("steps", "optim.steps"), ("batch", "data.batch"), ("lr", "optim.lr"),
+    for flag, key in (("steps", "optim.steps"), ("hours", "optim.hours"), ("batch", "data.batch"), ("lr", "optim.lr"),
                       ("device", "run.device"), ("model", "model.architecture")):
         value = vars(args)[flag]
         if value is not None:
@@ -183,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", nargs="+", help="image folders and/or CIFAR-100 .tar.gz")
     t.add_argument("--model", help="architecture to train")
     t.add_argument("--steps", type=int)
+    t.add_argument("--hours", type=float, help="fit the step count to this wall time (at the end of warm-up)")
     t.add_argument("--batch", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--device", help="auto, cpu, cuda")

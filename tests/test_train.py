@@ -26,7 +26,7 @@ from nic.train.checkpoint import init_from, load_checkpoint
 from nic.train.config import resolve
 from nic.train.data import holdout, load_cifar, load_sources
 from nic.train.export import export
-from nic.train.loop import train
+from nic.train.loop import fitted_steps, train
 from nic.train.precision import Precision, candidates, fastest, native_bf16
 from tests.conftest import DATA
 
@@ -49,6 +49,24 @@ def test_training_lowers_the_loss(tmp_path):
     losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
     assert (tmp_path / "run" / "config.toml").read_text().count("N = 16") == 1
+
+
+def test_fitted_steps_fill_the_hours_left():
+    assert fitted_steps(300, 400.0, 0.5, 1.0) == 300 + 6400  # 3,200 s left at 0.5 s a step
+    assert fitted_steps(300, 4000.0, 0.5, 1.0) == 300  # over budget already: stop here
+
+
+def test_a_run_given_hours_fits_its_step_count_at_the_end_of_warmup(tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_cfg("optim.hours=0.002", "optim.warmup=20", "optim.steps=5"), run, progress=False)
+    fitted = [r["fitted"] for r in read_log(run) if "fitted" in r]
+    assert len(fitted) == 1 and fitted[0]["steps"] > 20  # ran past steps=5 to time the warm-up
+    assert fitted[0]["steps"] == fitted_steps(20, fitted[0]["spent_s"], fitted[0]["s_per_step"], 0.002)
+    assert result["step"] == fitted[0]["steps"]  # and stopped there
+    assert load_checkpoint(run / "checkpoint.pt")["config"]["optim"]["steps"] == result["step"]
+    assert f"steps = {result['step']}" in (run / "config.toml").read_text()
+    with pytest.raises(NicError, match="warmup of at least 20"):
+        train(tiny_cfg("optim.hours=1.0"), tmp_path / "short-warmup", progress=False)
 
 
 def nic_train(run: Path, *extra: str) -> subprocess.Popen:

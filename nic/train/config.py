@@ -14,7 +14,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"architecture": "hyperprior"},  # the rest: the architecture's own defaults
     "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512,
              "holdout": 0, "augment": "flip"},
-    "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "clip": 1.0,
+    "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "hours": 0.0, "clip": 1.0,
               "metric": "mse", "balance": 0.5, "only": []},
     "run": {"seed": 0, "init": "", "device": "auto", "threads": 0, "precision": "auto",
             "channels_last": "auto", "compile": False, "log_every": 50,

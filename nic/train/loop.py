@@ -37,6 +37,12 @@ def learning_rate(step: int, optim: dict[str, Any]) -> float:
     return optim["min_lr"] + 0.5 * (optim["lr"] - optim["min_lr"]) * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
+def fitted_steps(step: int, spent_s: float, s_per_step: float, hours: float) -> int:
+    """The step count that ends a run within `hours` of wall time, `spent_s` of it gone at
+    `step`, at `s_per_step` from here on (never fewer than the steps already taken)."""
+    return step + max(0, int((hours * 3600 - spent_s) / s_per_step))
+
+
 def trainable(model: torch.nn.Module, only: list[str]) -> list[torch.nn.Parameter]:
     """The parameters to train: all, or those under the module names in `only` (the rest is
     frozen, so backward skips it: e.g. a new context model trained on fixed transforms)."""
@@ -70,12 +76,15 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
           progress: bool = True) -> dict[str, Any]:
     """Train the model described by `cfg` into `run_dir`, or continue from its checkpoint
     (with `cfg` None, the config the run was started with)."""
+    t_called = time.time()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     ckpt_path = run_dir / CHECKPOINT
     state = load_checkpoint(ckpt_path) if resume else None
     cfg = cfg or state["config"]
     dcfg, ocfg, rcfg = cfg["data"], cfg["optim"], cfg["run"]
+    if ocfg["hours"] and ocfg["warmup"] < 20:
+        raise NicError("optim.hours needs optim.warmup of at least 20 steps: the run is timed in its second half")
     device = start_device(rcfg, world, int(os.environ.get("LOCAL_RANK", "0")))
 
     # The model and its optimizer: fresh, resumed, or started from other weights.
@@ -137,12 +146,28 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
                                "step": step, "elapsed": time.time() - t_start, "config": cfg,
                                "hardware": hardware(device)})
 
+    def fit_steps(s_per_step: float, spent_s: float) -> None:
+        """End of warm-up (the schedule so far does not depend on the step count): set
+        optim.steps to what fits in optim.hours at the speed of the warm-up's second half."""
+        steps = torch.tensor([fitted_steps(step, spent_s, s_per_step, ocfg["hours"])], device=device)
+        if world > 1:  # every rank must stop at the same step: rank 0's clock decides
+            dist.broadcast(steps, 0)
+        ocfg["steps"] = int(steps)
+        bar.total = ocfg["steps"]
+        if rank == 0:
+            (run_dir / "config.toml").write_text(to_toml(cfg))
+            log.write(json.dumps({"step": step, "fitted": {"hours": ocfg["hours"], "spent_s": spent_s,
+                                                           "s_per_step": s_per_step, "steps": ocfg["steps"]}}) + "\n")
+            log.flush()
+
     bar = tqdm(total=ocfg["steps"], initial=step, disable=not progress or rank != 0,
                dynamic_ncols=True, mininterval=2.0)
     skipped, window, t_window = 0, [], time.time()
     t_start = time.time() - elapsed
+    half = ocfg["warmup"] // 2  # optim.hours times the warm-up's second half (from a resume within it)
+    t_timed = (step, time.time()) if ocfg["hours"] and half <= step < ocfg["warmup"] else None
     model.train()
-    while step < ocfg["steps"]:
+    while step < ocfg["steps"] or (ocfg["hours"] and step < ocfg["warmup"]):  # fitted at the warm-up's end
         x, t = batch(step)
         torch.manual_seed(rcfg["seed"] * 7919 + step * 131 + rank)  # the noise, reproducibly
         lr = learning_rate(step, ocfg)
@@ -165,6 +190,10 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
             skipped += 1
         step += 1
         bar.update(1)
+        if ocfg["hours"] and step == half:
+            t_timed = (step, time.time())
+        if ocfg["hours"] and step == ocfg["warmup"]:
+            fit_steps((time.time() - t_timed[1]) / (step - t_timed[0]), elapsed + time.time() - t_called)
         window.append([m["loss"].item(), m["bpp"].item(), m["psnr"].item()])
         if rank == 0 and (step % rcfg["log_every"] == 0 or step == ocfg["steps"]):
             loss, bpp, psnr = (sum(c) / len(c) for c in zip(*window, strict=True))
