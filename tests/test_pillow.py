@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 import nic
 from nic import container
 from nic.eval.metrics import psnr
+from nic.models import registry
 
 from .conftest import DATA
 
@@ -45,7 +46,7 @@ def test_save_open_load_in_the_source_mode(tmp_path, photo_img, mode):
     assert path.read_bytes()[:4] == container.MAGIC
     with Image.open(path) as img:
         assert (img.format, img.mode, img.size) == ("NIC", mode, src.size)
-        assert img.info == {"model": "hyperprior", "quality": 80}
+        assert img.info == {"model": registry.DEFAULT_MODEL, "quality": 80}
         img.load()
         pixels = np.asarray(img)
     # the same pixels as the Python API decodes, and close to the source

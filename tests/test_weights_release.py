@@ -114,7 +114,7 @@ def test_ship_weights_script(tmp_path):
     shutil.copy(old, into / "factorized.safetensors")
     shutil.copy(old.with_suffix(".json"), into / "factorized.json")
     r = ship("--retire", "factorized")
-    assert r.returncode == 0 and "retired in favour of 'hyperprior'" in r.stdout, r.stderr
+    assert r.returncode == 0 and f"retired in favour of {registry.DEFAULT_MODEL!r}" in r.stdout, r.stderr
     assert not (into / "factorized.safetensors").exists() and not (into / "factorized.json").exists()
     moved = store.archived_path(into, "factorized", archived_weights_hash("factorized"))
     assert moved.read_bytes() == old.read_bytes() and moved.with_suffix(".json").read_bytes() == \
@@ -136,7 +136,7 @@ def test_broken_user_models_are_skipped_or_refused_by_name(user_models, tmp_path
     env = dict(__import__("os").environ, NIC_MODEL_DIR=str(user_models))
 
     r = run_nic("models", env=env)
-    assert r.returncode == 0 and "hyperprior (default)" in r.stdout
+    assert r.returncode == 0 and f"{registry.DEFAULT_MODEL} (default)" in r.stdout
     assert r.stderr.strip() == f"nic: warning: skipping model 'badcard': {user_models / 'badcard.json'} " \
                                "is not a readable model card (JSONDecodeError)"
     r = run_nic("compress", "photo.png", "--model", "huge", cwd=tmp_path, env=env)
@@ -168,13 +168,14 @@ def test_golden_files_decode_after_the_default_weights_are_replaced(tmp_path, mo
     weights = tmp_path / "weights"
     shutil.copytree(registry.WEIGHTS_DIR, weights)
     monkeypatch.setattr(store, "WEIGHTS_DIR", weights)
-    store.install(weights, "hyperprior", retrained(SHIPPED.read_bytes()), b"{}", force=True)
+    store.install(weights, registry.DEFAULT_MODEL, retrained(SHIPPED.read_bytes()), b"{}", force=True)
     golden = DATA / "golden"
-    cases = [c for c in json.loads((golden / "manifest.json").read_text())["files"] if c["model"] == "hyperprior"]
+    cases = [c for c in json.loads((golden / "manifest.json").read_text())["files"]
+             if c["model"] == registry.DEFAULT_MODEL]
     assert cases
     for case in cases:
         data = (golden / case["nic"]).read_bytes()
-        assert container.unpack(data)[0].weights_hash != registry.weights_hash_of(weights / "hyperprior.safetensors")
+        assert container.unpack(data)[0].weights_hash != registry.weights_hash_of(weights / SHIPPED.name)
         with Image.open(golden / case["png"]) as png:
             assert np.array_equal(np.asarray(nic.decompress(data, exact=True)), np.asarray(png))
 
@@ -182,14 +183,14 @@ def test_golden_files_decode_after_the_default_weights_are_replaced(tmp_path, mo
 def test_a_retired_model_is_not_offered_but_its_files_still_decode(tmp_path, photo):
     """factorized left the package on 2026-11-30; files made with it decode from the archive."""
     whash = bytes.fromhex(RETIRED_CASE["weights_hash"])
-    assert registry.RETIRED == {"factorized": "hyperprior"} and "factorized" not in registry.available()
+    assert registry.RETIRED == {"factorized": registry.DEFAULT_MODEL} and "factorized" not in registry.available()
     archived = store.archived_path(registry.WEIGHTS_DIR, "factorized", whash)
     assert registry.weights_hash_of(archived) == whash and archived.with_suffix(".json").is_file()
     r = run_nic("models")
-    assert r.returncode == 0 and "hyperprior (default)" in r.stdout
+    assert r.returncode == 0 and f"{registry.DEFAULT_MODEL} (default)" in r.stdout
     assert not [line for line in r.stdout.splitlines() if line.startswith("factorized")]
 
-    retired = "model 'factorized' was retired in favour of 'hyperprior' (files made with it still decode)"
+    retired = f"model 'factorized' was retired in favour of {registry.DEFAULT_MODEL!r} (files made with it still decode)"
     shutil.copy(DATA / "kodim05-crop.png", tmp_path / "photo.png")
     for args in (("compress", "photo.png", "--model", "factorized"),
                  ("eval", ".", "--out", "results", "--models", "factorized", "--codecs", "none")):
@@ -198,7 +199,7 @@ def test_a_retired_model_is_not_offered_but_its_files_still_decode(tmp_path, pho
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
     with pytest.raises(NicError, match=retired.replace("(", r"\(").replace(")", r"\)")):
         nic.compress(photo, model="factorized")
-    with pytest.raises(ValueError, match="was retired in favour of 'hyperprior'"):
+    with pytest.raises(ValueError, match=f"was retired in favour of {registry.DEFAULT_MODEL!r}"):
         Image.fromarray(photo).save(tmp_path / "x.nic", model="factorized")
 
     with Image.open(GOLDEN / RETIRED_CASE["png"]) as png:
