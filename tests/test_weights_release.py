@@ -190,7 +190,8 @@ def test_a_retired_model_is_not_offered_but_its_files_still_decode(tmp_path, pho
     assert r.returncode == 0 and f"{registry.DEFAULT_MODEL} (default)" in r.stdout
     assert not [line for line in r.stdout.splitlines() if line.startswith("factorized")]
 
-    retired = f"model 'factorized' was retired in favour of {registry.DEFAULT_MODEL!r} (files made with it still decode)"
+    retired = (f"model 'factorized' was retired in favour of {registry.DEFAULT_MODEL!r} "
+               "(files made with it still decode)")
     shutil.copy(DATA / "kodim05-crop.png", tmp_path / "photo.png")
     for args in (("compress", "photo.png", "--model", "factorized"),
                  ("eval", ".", "--out", "results", "--models", "factorized", "--codecs", "none")):
