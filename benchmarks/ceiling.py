@@ -59,7 +59,7 @@ def ceiling(model, image: np.ndarray, qualities: list[int], finer: list[float]) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path)
-    p.add_argument("--weights", type=Path, help="a hyperprior weights file (default: the shipped default)")
+    p.add_argument("--weights", type=Path, help="a hyperprior weights file (default: the shipped hyperprior)")
     p.add_argument("--qualities", type=int, nargs="+", default=[50, 90, 100])
     p.add_argument("--finer", type=float, nargs="+", default=[1, 2, 4, math.inf])
     p.add_argument("--threads", type=int, default=1)

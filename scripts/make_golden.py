@@ -46,6 +46,10 @@ CASES = [
     # Version 3: a fine layer on quality 50's latent (added by a later release, with --add).
     ("hyperprior-q90-fine-rgb", "hyperprior", 90, "kodim05-crop.png", (8, 4, 80, 60), "RGB"),
     ("hyperprior-q100-fine-rgba", "hyperprior", 100, "kodim23-crop.png", (0, 20, 60, 64), "RGBA"),
+    # The checkerboard model, shipped as the default (added by a later release, with --add).
+    ("checkerboard-q10-rgb", "checkerboard", 10, "kodim05-crop.png", (8, 4, 80, 60), "RGB"),
+    ("checkerboard-q50-grey", "checkerboard", 50, "kodim05-crop.png", (64, 32, 128, 96), "L"),
+    ("checkerboard-q90-fine-rgba", "checkerboard", 90, "kodim23-crop.png", (0, 20, 60, 64), "RGBA"),
 ]
 # ComCNN's RecCNN decodes in float32: the same on one machine, within 1 level across machines.
 TOLERANCE = {"comcnn": 1}

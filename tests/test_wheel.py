@@ -62,7 +62,7 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     timings["build"] = time.perf_counter() - start
     (wheel,) = (scratch / "dist").glob("nic-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for model in ("hyperprior", "conv-ae", "comcnn"):
+    for model in ("checkerboard", "hyperprior", "conv-ae", "comcnn"):
         assert {f"nic/weights/{model}.safetensors", f"nic/weights/{model}.json"} <= names
     archived = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nic/weights/archive").iterdir()}
     assert any(n.startswith("nic/weights/archive/factorized-") for n in archived) and archived <= names
@@ -70,7 +70,8 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
             "nic/serve/samples/kodim23.png", "nic/pillow.py"} <= names
     with zipfile.ZipFile(wheel) as z:
         assert z.read("nic/serve/samples/kodim23.png") == (ROOT / "assets/kodim23.png").read_bytes()
-        for weights in ["nic/weights/hyperprior.safetensors", *sorted(archived)]:
+        shipped = ["nic/weights/checkerboard.safetensors", "nic/weights/hyperprior.safetensors"]
+        for weights in [*shipped, *sorted(archived)]:
             assert z.read(weights) == (ROOT / weights).read_bytes()
 
     start = time.perf_counter()

@@ -29,7 +29,7 @@ from nic.models.weights import deserialize, weights_hash
 __all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "RETIRED", "ARCHITECTURES", "build", "user_model_dir", "available",
            "unknown_model", "load"]
 
-DEFAULT_MODEL = "hyperprior"
+DEFAULT_MODEL = "checkerboard"  # since 2026-12-07; "hyperprior" before, still shipped
 
 # Shipped models taken out of the package, and the model that replaces each. Their weights are
 # in the archive (`store.retire`): they no longer encode, but every file made with them decodes.
