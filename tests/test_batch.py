@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from nic.models import registry
 from tests.conftest import DATA, run_nic
 
 
@@ -59,7 +60,7 @@ def test_reruns_never_keep_or_replace_the_wrong_files(tmp_path: Path):
     assert r.returncode == 1 and "1 compressed, 0 skipped (already done), 1 failed" in r.stdout
     assert "a.nic: exists and was made at quality 40, not 80 (use --force to replace it)" in r.stderr
     r = run_nic("compress", src, "-o", out, "-q", "40", "--model", "conv-ae")
-    assert r.returncode == 1 and "was made with model hyperprior, not conv-ae" in r.stderr
+    assert r.returncode == 1 and f"was made with model {registry.DEFAULT_MODEL}, not conv-ae" in r.stderr
     r = run_nic("compress", src, "-o", out, "-q", "40")  # dup.nic is now the q80 run's
     assert r.returncode == 1 and "0 compressed, 1 skipped (already done), 1 failed" in r.stdout
     assert "dup.nic: exists and was made at quality 80, not 40" in r.stderr

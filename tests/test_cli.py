@@ -14,6 +14,7 @@ from PIL import Image
 
 import nic
 from nic.eval.metrics import psnr
+from nic.models import registry
 from tests.conftest import DATA, run_nic
 
 
@@ -46,7 +47,7 @@ def test_compress_decompress_info_models(workdir):
     assert r.returncode == 0 and "quality:     60 (latent at 50, plus a fine layer)" in r.stdout
     assert "128x96" in r.stdout and "version 3" in r.stdout and "fine " in r.stdout
     r = run_nic("models")
-    assert r.returncode == 0 and "hyperprior (default)" in r.stdout
+    assert r.returncode == 0 and f"{registry.DEFAULT_MODEL} (default)" in r.stdout
 
 
 def test_target_size(workdir):

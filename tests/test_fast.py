@@ -88,7 +88,7 @@ def test_fast_tiles_agree_with_one_pass(full_photo, monkeypatch):
 
 def test_fast_head_bands_give_the_one_band_result(full_photo, monkeypatch):
     m = registry.load("hyperprior").model
-    data = nic.compress(full_photo[:256, :256], quality=50)
+    data = nic.compress(full_photo[:256, :256], quality=50, model="hyperprior")
     y_hat = m.decompress_latent([s for _, s in nic.container.unpack(data)[1]], 256, 256, 50)
     synthesis = fast_synthesis(m, torch.float32)
     one_band = synthesis(y_hat)
