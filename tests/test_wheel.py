@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 import nic
+from nic.models import registry
 
 from .conftest import DATA
 
@@ -100,7 +101,7 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     assert np.array_equal(np.asarray(Image.open(work / "back.png")), np.asarray(nic.decompress(data)))
 
     models = _run(cli, "models", cwd=work, env=env).stdout
-    for model in ("hyperprior (default)", "conv-ae", "comcnn"):
+    for model in (f"{registry.DEFAULT_MODEL} (default)", "hyperprior", "conv-ae", "comcnn"):
         assert model in models
     assert not [line for line in models.splitlines() if line.startswith("factorized")]  # retired: decode only
     assert str(venv.resolve()) in models and str(ROOT) not in models
