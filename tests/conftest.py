@@ -13,6 +13,7 @@ from PIL import Image
 
 DATA = Path(__file__).parent / "data"
 ASSETS = Path(__file__).parent.parent / "assets"
+SHIPPED = ["checkerboard", "hyperprior", "conv-ae", "comcnn"]  # factorized was retired (tests/test_weights_release.py)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from nic.eval.metrics import psnr
 from nic.models import registry
 from nic.models.base import CompressionModel
 
-SHIPPED = ["checkerboard", "hyperprior", "conv-ae", "comcnn"]  # factorized was retired (tests/test_weights_release.py)
+from .conftest import SHIPPED
+
 SMALL = {"hyperprior": dict(N=16, M=16), "checkerboard": dict(N=16, M=16),
          "factorized": dict(N=16, M=8), "conv-ae": dict(width=8, latent=4),
          "comcnn": dict(width=8, rec_layers=4)}  # fresh models of each architecture, kept quick

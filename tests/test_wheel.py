@@ -26,7 +26,7 @@ from PIL import Image
 import nic
 from nic.models import registry
 
-from .conftest import DATA
+from .conftest import DATA, SHIPPED
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.wheel
@@ -63,7 +63,7 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     timings["build"] = time.perf_counter() - start
     (wheel,) = (scratch / "dist").glob("nic-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for model in ("checkerboard", "hyperprior", "conv-ae", "comcnn"):
+    for model in SHIPPED:
         assert {f"nic/weights/{model}.safetensors", f"nic/weights/{model}.json"} <= names
     archived = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nic/weights/archive").iterdir()}
     assert any(n.startswith("nic/weights/archive/factorized-") for n in archived) and archived <= names
@@ -71,8 +71,7 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
             "nic/serve/samples/kodim23.png", "nic/pillow.py"} <= names
     with zipfile.ZipFile(wheel) as z:
         assert z.read("nic/serve/samples/kodim23.png") == (ROOT / "assets/kodim23.png").read_bytes()
-        shipped = ["nic/weights/checkerboard.safetensors", "nic/weights/hyperprior.safetensors"]
-        for weights in [*shipped, *sorted(archived)]:
+        for weights in [*(f"nic/weights/{model}.safetensors" for model in SHIPPED), *sorted(archived)]:
             assert z.read(weights) == (ROOT / weights).read_bytes()
 
     start = time.perf_counter()
@@ -101,8 +100,7 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     assert np.array_equal(np.asarray(Image.open(work / "back.png")), np.asarray(nic.decompress(data)))
 
     models = _run(cli, "models", cwd=work, env=env).stdout
-    for model in (f"{registry.DEFAULT_MODEL} (default)", "hyperprior", "conv-ae", "comcnn"):
-        assert model in models
+    assert f"{registry.DEFAULT_MODEL} (default)" in models and all(model in models for model in SHIPPED)
     assert not [line for line in models.splitlines() if line.startswith("factorized")]  # retired: decode only
     assert str(venv.resolve()) in models and str(ROOT) not in models
 
