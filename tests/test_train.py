@@ -180,7 +180,7 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     # A run seeded from a shipped file: its card adds up both runs.
     seeded = tiny_cfg("optim.steps=4", f"run.init='{tmp_path / 'models' / 'tiny-test.safetensors'}'")
     train(seeded, tmp_path / "run2", progress=False)
-    card2 = export(tmp_path / "run2", "tiny-two", tmp_path / "models")
+    card2 = export(tmp_path / "run2", "tiny-two", tmp_path / "models", note="run two, seeded")
     assert [r["steps"] for r in card2["history"]] == [10, 4]
     assert card2["total"]["steps"] == 14 and card2["total"]["runs"] == 2
     assert card2["total"]["wall_time_s"] == pytest.approx(sum(r["wall_time_s"] for r in card2["history"]))
@@ -190,6 +190,12 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     card3 = export(tmp_path / "run3", "tiny-three", tmp_path / "models")
     assert [r["steps"] for r in card3["history"]] == [10, 4, 3] and card3["total"]["steps"] == 17
     assert card3["history"][1]["init"].endswith("tiny-test.safetensors")
+    # A run seeded from an export whose card has a history keeps that card's note on its run.
+    train(tiny_cfg("optim.steps=2", f"run.init='{tmp_path / 'models' / 'tiny-two.safetensors'}'"), tmp_path / "run5",
+          progress=False)
+    card5 = export(tmp_path / "run5", "tiny-five", tmp_path / "models")
+    assert [r["steps"] for r in card5["history"]] == [10, 4, 2] and card5["total"]["runs"] == 3
+    assert card5["history"][1]["note"] == "run two, seeded" and "note" not in card5["history"][2]
     # ... but once the run it started from is gone, the card says what it could not count.
     (tmp_path / "run2").rename(tmp_path / "run2-moved")
     card4 = export(tmp_path / "run3", "tiny-three", tmp_path / "models", force=True)

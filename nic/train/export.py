@@ -38,10 +38,10 @@ def _history(init: Path) -> list[dict]:
         if not init.with_suffix(".json").is_file():
             return untraced
         card = json.loads(init.with_suffix(".json").read_text())
-        if "history" in card:
-            return card["history"]
-        run = dict(card.get("training", {}))
-        return [run | ({"note": card["note"]} if "note" in card else {})] if run else untraced
+        runs = [dict(r) for r in card.get("history", [])] or ([dict(card["training"])] if card.get("training") else [])
+        if runs and "note" in card and "note" not in runs[-1]:
+            runs[-1]["note"] = card["note"]  # the card's note tells its own (last) run
+        return runs or untraced
     try:
         state = load_checkpoint(init)  # a checkpoint file or a run folder, as run.init allows
     except NicError:
