@@ -111,9 +111,10 @@ def test_ddp_with_two_cpu_processes(tmp_path):
             "-m", "nic", "train", str(run), "--quiet"]
     for item in TINY + ["optim.steps=6", "data.batch=4"]:
         args += ["--set", item]
+    # faulthandler: if a rank dies of a signal, its Python stack leads stderr, before torchrun's report.
     res = subprocess.run(args, capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert res.returncode == 0, res.stderr[-2000:]
+                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1"))
+    assert res.returncode == 0, f"stdout: {res.stdout[-1000:]}\nstderr: {res.stderr[:3000]}"
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 6
     assert "6 steps" in res.stdout
 
