@@ -22,7 +22,7 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: $(STAMP) $(if $(filter true 1,$(CI)),browser)
-	$(BIN)/ruff check nic tests benchmarks scripts
+	$(BIN)/ruff check nic tests benchmarks scripts lab
 	$(BIN)/python -m pytest -q
 
 # The wheel (`pip wheel . --no-deps`), installed into a fresh virtualenv in a temporary folder
@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py assets/kodim23.png --out demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check nic tests benchmarks scripts
+	$(BIN)/ruff check nic tests benchmarks scripts lab
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py

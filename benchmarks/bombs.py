@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from nic import container  # noqa: E402
 from nic.container import LATENT_SECTION, Header  # noqa: E402
 from nic.entropy import coder  # noqa: E402
-from nic.models import registry, store  # noqa: E402
+from nic.models import registry  # noqa: E402
+from nic.runtime import store  # noqa: E402
 
 QUALITY = 1  # the coarsest quantizer: the most probable symbols are the likeliest
 

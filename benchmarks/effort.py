@@ -109,7 +109,7 @@ def _seconds(s: float | None) -> str:
 
 def main() -> None:
     from nic.models import registry
-    from nic.models.refine import EFFORTS
+    from nic.runtime.refine import EFFORTS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", nargs="?", default=str(ROOT.parent / "shared" / "data" / "kodak"))

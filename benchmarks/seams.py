@@ -46,7 +46,7 @@ def main() -> None:
     args = p.parse_args()
     from nic import codec
     from nic.io import picture_from_array
-    from nic.models import tiling
+    from nic.runtime import tiling
 
     w, h = map(int, args.size.split("x"))
     rgb = test_image(w, h)

@@ -103,7 +103,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/tolerance.json")
     args = p.parse_args()
 
-    from nic.models.fast import default_precision
+    from nic.runtime.fast import default_precision
 
     images = sorted(Path(args.folder).glob("*.png"))
     rows = []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nic import io
+from nic import writes
 from nic.batch_plan import decide
 from nic.errors import NicError
 from nic.io import IMAGE_SUFFIXES
@@ -74,9 +74,9 @@ def code_folder(kind: str, src_dir: Path, out_dir: Path, options: dict, jobs: in
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise NicError(f"{out_dir}: cannot create ({e.strerror})") from None
-    io.check_folder(out_dir)  # a read-only or full disk is said now, not after the work
+    writes.check_folder(out_dir)  # a read-only or full disk is said now, not after the work
     for folder in {dst.parent for _, dst in found if dst.parent.is_dir()}:
-        io.remove_stale_temps(folder)
+        writes.remove_stale_temps(folder)
     summary = Summary()
     todo = []
     for d in decide(kind, found, src_dir, out_dir, options):

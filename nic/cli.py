@@ -25,7 +25,7 @@ def _batch(kind: str, args: argparse.Namespace, options: dict) -> None:
 
 def _compress(args: argparse.Namespace) -> None:
     from nic.files import compress_file
-    from nic.models.refine import check_effort
+    from nic.quality import check_effort
 
     effort = check_effort(args.effort)
     src = Path(args.input)

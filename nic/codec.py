@@ -16,15 +16,13 @@ from PIL import Image
 
 from nic import container, fine, geometry
 from nic.container import ALPHA_SECTION, FINE_SECTION, LATENT_SECTION, Header
-from nic.entropy import coder
 from nic.errors import FormatError, NicError
 from nic.geometry import Layout
 from nic.io import Picture, check_size, max_pixels
 from nic.models import registry
 from nic.models.base import Analysis
-from nic.models.refine import check_effort
 from nic.models.registry import LoadedModel
-from nic.quality import DEFAULT_QUALITY, QUALITIES, check_quality
+from nic.quality import DEFAULT_QUALITY, QUALITIES, check_effort, check_quality
 from nic.sizing import largest_near, largest_within
 
 
@@ -111,7 +109,7 @@ def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layou
 def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None,
            effort: int = 0, progress: bool = False) -> bytes:
     """Compress a Picture at one quality (1-100) into .nic bytes, spending `effort` (0-3) on
-    the encoder (see `models/refine.py`); `progress` shows a bar on stderr while it does."""
+    the encoder (see `runtime/refine.py`); `progress` shows a bar on stderr while it does."""
     quality = check_quality(quality)
     lm = resolve_model(model)
     effort = effort_for(lm, effort)
@@ -187,11 +185,11 @@ def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -
     has_alpha = header.channels in (2, 4)
     layout = geometry.from_header(header.width, header.height, header.fold, lm.model.downsampling)
     geometry.check_work(layout, max_pixels(), lm.model.decode_cost)
-    with coder.stream_version(header.version):
-        layer = fine.parse(fines, *layout.padded) if fines else None
-        coded_at = layer.base if layer else header.quality
-        padded = lm.model.decompress(latents, *layout.padded, coded_at, exact=exact)
-        rgb = geometry.restore(fine.apply(layer, padded) if layer else padded, layout)
+    layer = fine.parse(fines, *layout.padded) if fines else None
+    coded_at = layer.base if layer else header.quality
+    padded = lm.model.decompress(latents, *layout.padded, coded_at, exact=exact,
+                                 terminated=header.version >= container.TERMINATED_FROM)
+    rgb = geometry.restore(fine.apply(layer, padded) if layer else padded, layout)
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None

@@ -21,7 +21,8 @@ from nic.quality import QUALITY_MAX, QUALITY_MIN
 MAGIC = b"\x89NIC"
 VERSION = 2  # what this nic writes, unless a file has a fine layer
 FINE_VERSION = 3  # the version of a file with fine sections: older readers refuse it
-READABLE = (1, 2, 3)  # what it reads: version 1 streams have no terminator (nic/entropy/coder.py)
+READABLE = (1, 2, 3)  # what it reads
+TERMINATED_FROM = 2  # streams end with a terminator from this version on (nic/entropy/coder.py)
 MAX_SECTIONS = 1 << 16
 LATENT_SECTION, ALPHA_SECTION, FINE_SECTION = 0, 1, 2
 SECTION_KINDS = (LATENT_SECTION, ALPHA_SECTION, FINE_SECTION)

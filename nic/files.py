@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nic import codec, container, io
+from nic import codec, container, io, writes
 from nic.errors import NicError
 from nic.quality import DEFAULT_QUALITY
 
@@ -48,13 +48,13 @@ def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: flo
     """An image file -> a .nic file, at `quality` or at the largest size within `bpp`, with
     `effort` (0-3) spent on the encoder; `progress` shows a bar on stderr while it is."""
     _not_the_input(src, dst)
-    io.check_writable(dst, force)
+    writes.check_writable(dst, force)
     picture = io.read_image(src)
     if bpp is not None:
         data = codec.encode_to_size(picture, bpp, model, effort, progress)
     else:
         data = codec.encode(picture, quality, model, effort, progress)
-    io.atomic_write(dst, data, force)
+    writes.atomic_write(dst, data, force)
     return Compressed(dst, len(data), picture.width, picture.height)
 
 
@@ -62,12 +62,12 @@ def decompress_file(src: Path, dst: Path, force: bool = False, exact: bool = Fal
     """A .nic file -> an image file, in the format its suffix names (PNG for .png or none);
     `exact`: the integer synthesis, pixels bit-identical on every machine."""
     _not_the_input(src, dst)
-    io.check_writable(dst, force)
+    writes.check_writable(dst, force)
     picture = codec.decode(container.read(src, io.max_pixels()), exact=exact)
     suffix = dst.suffix.lower()
     try:
         encoded = io.encode_image(picture, _PILLOW_FORMATS.get(suffix, suffix.lstrip(".").upper()))
     except (KeyError, ValueError, OSError) as e:
         raise NicError(f"{dst}: cannot write this format ({e})") from None
-    io.atomic_write(dst, encoded, force)
+    writes.atomic_write(dst, encoded, force)
     return picture

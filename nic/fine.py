@@ -31,7 +31,6 @@ from nic.entropy.laplace import SCALE_LEVELS, laplace_tables
 from nic.errors import FormatError
 from nic.quality import QUALITY_MAX, QUALITY_MIN
 
-FINE_FROM = 50  # qualities above this carry a fine layer on the latent of this quality
 STEP_FIRST, STEP_TOP = 32.0, 7.0  # luma step just above FINE_FROM and at quality 100
 CHROMA = 1.5  # chroma step / luma step
 DEAD_ZONE = 0.2  # of a step: values within 0.7 steps of zero round to zero

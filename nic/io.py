@@ -1,4 +1,4 @@
-"""Reading any image Pillow can open into 8-bit arrays, and writing files atomically.
+"""Reading any image Pillow can open into 8-bit arrays (writing files is `writes.py`).
 
 A `Picture` is what the codec works on: upright (EXIF orientation applied), sRGB (an ICC
 profile is applied, then dropped), 8-bit colour or grey pixels plus an optional alpha plane,
@@ -8,12 +8,9 @@ line, and what it changes on the way (bits dropped, frames skipped) it says in a
 
 from __future__ import annotations
 
-import glob
 import io
 import os
-import secrets
 import stat
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,113 +293,3 @@ def encode_image(picture: Picture, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     picture.to_pil().save(buf, format=fmt, **({"compress_level": 1} if fmt == "PNG" else {}))
     return buf.getvalue()
-
-
-MIN_FREE_BYTES = 1 << 16  # a folder with less free space than this is full
-
-
-def _write_problem(folder: Path) -> str | None:
-    """Why nothing can be written in `folder` (read-only, full, not permitted), or None."""
-    try:
-        st = os.statvfs(folder)
-        if st.f_flag & os.ST_RDONLY:
-            return "read-only file system"
-        if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
-            return "no space left on device"
-    except (AttributeError, OSError):  # no statvfs here: the write itself will tell
-        pass
-    return None if os.access(folder, os.W_OK) else "permission denied"
-
-
-def check_folder(folder: Path) -> None:
-    """Refuse a folder on a read-only or full disk, or one nic may not write to."""
-    problem = _write_problem(folder)
-    if problem:
-        raise NicError(f"{folder}: cannot write here ({problem})")
-
-
-def check_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Refuse, before any work is done: an output that exists without --force (a dangling
-    symlink too), a folder, a missing folder, a folder on a read-only or full disk."""
-    path = Path(path)
-    if os.path.lexists(path) and not force:
-        raise NicError(f"{path}: already exists (use --force to overwrite)")
-    if path.is_dir():
-        raise NicError(f"{path}: is a directory")
-    if not path.parent.is_dir():
-        raise NicError(f"{path.parent}: no such directory")
-    check_folder(path.parent)
-    return path
-
-
-TEMP_AGE_S = 600  # a temp file of unknown owner older than this is left over from a crash
-
-
-def _stale(tmp: Path) -> bool:
-    """A temp file whose writer is gone: its process id (in the name) is not running, or,
-    for names without one, it is older than TEMP_AGE_S."""
-    owner = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1].split("-")[0]
-    if owner.isdigit():
-        try:
-            os.kill(int(owner), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, OverflowError):
-            return False
-        return False
-    try:
-        return time.time() - tmp.lstat().st_mtime > TEMP_AGE_S
-    except OSError:
-        return False
-
-
-def remove_stale_temps(folder: Path, name: str = "*") -> int:
-    """Delete `.NAME.*.tmp` files that a killed writer left in `folder`; returns how many."""
-    removed = 0
-    for tmp in folder.glob(f".{glob.escape(name) if name != '*' else '*'}.*.tmp"):
-        if _stale(tmp):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    """Give the finished temp file its name without replacing anything: a hard link fails
-    if the name exists, atomically (no check-then-rename race). Where links are not
-    supported, the name is reserved with O_EXCL and the file renamed onto it."""
-    try:
-        os.link(tmp, path)
-        return
-    except FileExistsError:
-        raise
-    except OSError:
-        pass
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    os.replace(tmp, path)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
-    """Write a whole file or nothing: callers compute every byte first, then this writes a
-    hidden temp file in the same folder, fsyncs it and renames it into place, so a kill at
-    any moment leaves either no output or the complete one (at worst a stray
-    .NAME.PID-X.tmp, removed by the next write to that folder once PID is gone). Without
-    `force` an existing file is never replaced, even one that appears meanwhile."""
-    path = check_writable(path, force)
-    remove_stale_temps(path.parent, path.name)
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            _publish(tmp, path)
-    except FileExistsError:
-        raise NicError(f"{path}: already exists (use --force to overwrite)") from None
-    except OSError as e:
-        raise NicError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)

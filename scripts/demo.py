@@ -14,8 +14,9 @@ from nic import codec
 from nic.errors import NicError
 from nic.eval import classic
 from nic.eval.metrics import psnr
-from nic.io import Picture, atomic_write, encode_image, read_image
+from nic.io import Picture, encode_image, read_image
 from nic.quality import DEFAULT_QUALITY
+from nic.writes import atomic_write
 
 
 def main() -> int:

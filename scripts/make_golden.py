@@ -26,8 +26,8 @@ from PIL import Image
 
 import nic
 from nic.container import unpack
-from nic.io import atomic_write
 from nic.models import registry
+from nic.writes import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

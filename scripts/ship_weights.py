@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from nic.errors import NicError  # noqa: E402
 from nic.models.registry import RETIRED, from_bytes  # noqa: E402
-from nic.models.store import WEIGHTS_DIR, install, retire  # noqa: E402
+from nic.runtime.store import WEIGHTS_DIR, install, retire  # noqa: E402
 
 
 def ship(weights: Path, name: str, into: Path) -> str:

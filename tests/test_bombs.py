@@ -10,7 +10,7 @@ import pytest
 import nic
 from nic import container
 from nic.errors import FormatError
-from nic.models import tiling
+from nic.runtime import tiling
 from tests.conftest import DATA
 
 

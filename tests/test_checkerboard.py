@@ -13,9 +13,10 @@ from torch.nn import functional as F
 from nic import geometry
 from nic.entropy import coder
 from nic.errors import FormatError
-from nic.models import refine, registry
+from nic.models import registry
 from nic.models.checkerboard import OFFSETS, anchors, neighbours, neighbours_at
-from nic.models.fast import float_twin
+from nic.runtime import refine
+from nic.runtime.fast import float_twin
 from nic.train.checkpoint import init_from
 
 
@@ -76,7 +77,7 @@ def test_every_symbol_comes_back_exactly(coded, monkeypatch):
     streams = model.compress(image, 60)
     got = []
     decode = coder.decode
-    monkeypatch.setattr(coder, "decode", lambda b, i, t: got.append(i.copy()) or decode(b, i, t))
+    monkeypatch.setattr(coder, "decode", lambda b, i, t, terminated: got.append(i.copy()) or decode(b, i, t, terminated))
     y_hat = model.decompress_latent(streams, *image.shape[:2], 60)
     assert len(streams) == 3 and len(sent) == 3
     for (_, index), decoded_index in zip(sent, got, strict=True):

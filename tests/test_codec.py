@@ -131,7 +131,7 @@ def test_picture_round_trip_keeps_metadata(photo):
 
 
 def test_tiled_decoding_is_bit_identical_to_one_pass(full_photo, monkeypatch):
-    from nic.models import tiling
+    from nic.runtime import tiling
 
     data = nic.compress(full_photo[:320, :448], quality=30)
     whole = np.asarray(nic.decompress(data, exact=True))
@@ -142,7 +142,7 @@ def test_tiled_decoding_is_bit_identical_to_one_pass(full_photo, monkeypatch):
 
 
 def test_tiled_encoding_matches_one_pass_closely(full_photo, monkeypatch):
-    from nic.models import tiling
+    from nic.runtime import tiling
 
     data = nic.compress(full_photo, quality=50)
     monkeypatch.setattr(tiling, "ANALYSIS_TILE", 256)

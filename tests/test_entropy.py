@@ -78,9 +78,9 @@ def test_a_stream_that_runs_out_is_refused(gaussian):
     symbols = np.round(rng.normal(0, SCALE_TABLE.numpy()[index])).astype(np.int64)
     data = coder.encode(symbols, index, gaussian)
     assert np.array_equal(coder.decode(data, index, gaussian), symbols)
-    for version in (1, 2):
-        with coder.stream_version(version), pytest.raises(FormatError, match="ends before its last symbol"):
-            coder.decode(b"", index, gaussian)  # an emptied section
+    for terminated in (False, True):  # version 1 streams, and later ones
+        with pytest.raises(FormatError, match="ends before its last symbol"):
+            coder.decode(b"", index, gaussian, terminated)  # an emptied section
     for words in range(1, len(data) // 4):
         for cut in (data[:-4 * words], data[4 * words:]):  # words missing at either end
             with pytest.raises(FormatError):

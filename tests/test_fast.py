@@ -15,9 +15,10 @@ from nic.container import FINE_SECTION, LATENT_SECTION
 from nic.errors import NicError
 from nic.eval.metrics import psnr
 from nic.io import read_image
-from nic.models import fast, registry
-from nic.models.fast import FastSynthesis, fast_synthesis, float_twin
-from nic.models.integer import ACT_LIMIT, FRAC_BITS, IntegerNet
+from nic.models import registry
+from nic.runtime import fast
+from nic.runtime.fast import FastSynthesis, fast_synthesis, float_twin
+from nic.runtime.integer import ACT_LIMIT, FRAC_BITS, IntegerNet
 from tests.conftest import archived_weights_hash, run_nic
 
 # The tolerance the README states for the fast path against the exact one.

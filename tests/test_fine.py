@@ -15,7 +15,8 @@ from nic.entropy import coder
 from nic.entropy.laplace import SCALE_LEVELS, laplace_tables
 from nic.errors import FormatError
 from nic.eval.metrics import psnr
-from nic.models import tiling
+from nic.quality import FINE_FROM
+from nic.runtime import tiling
 from tests.conftest import DATA
 
 
@@ -43,7 +44,7 @@ def test_top_qualities_climb_past_38_db(full_photo):
 
 
 def test_only_qualities_above_fine_from_carry_a_layer(photo):
-    for q, version, fines in ((fine.FINE_FROM, 2, 0), (fine.FINE_FROM + 1, 3, 1), (100, 3, 1)):
+    for q, version, fines in ((FINE_FROM, 2, 0), (FINE_FROM + 1, 3, 1), (100, 3, 1)):
         header, sections = container.unpack(nic.compress(photo, quality=q))
         assert header.version == version and header.quality == q
         assert sum(kind == FINE_SECTION for kind, _ in sections) == fines
@@ -51,9 +52,9 @@ def test_only_qualities_above_fine_from_carry_a_layer(photo):
 
 
 def test_fine_layer_improves_the_picture_and_its_inverse_dct_is_exact(photo):
-    base = np.asarray(nic.decompress(nic.compress(photo, quality=fine.FINE_FROM)))
+    base = np.asarray(nic.decompress(nic.compress(photo, quality=FINE_FROM)))
     for q in (60, 100):
-        out = fine.decode(fine.encode(photo, base, fine.plan(q, fine.FINE_FROM)), base)
+        out = fine.decode(fine.encode(photo, base, fine.plan(q, FINE_FROM)), base)
         assert psnr(photo, out) > psnr(photo, base) + 1
     # The integer inverse DCT against the same product in float64, on large random
     # coefficients: rounded correctly, nothing overflows.
@@ -118,22 +119,22 @@ def test_fine_sections_belong_to_version_3_only(photo):
 
 
 def test_table_indices_outside_the_tables_are_refused(photo):
-    base = np.asarray(nic.decompress(nic.compress(photo, quality=fine.FINE_FROM)))
+    base = np.asarray(nic.decompress(nic.compress(photo, quality=FINE_FROM)))
     grid = (3, photo.shape[0] // fine.BLOCK, photo.shape[1] // fine.BLOCK)
     side = coder.encode(np.full(grid, SCALE_LEVELS + 1), np.full(grid, 22), fine._dists())
-    forged = fine._HEAD.pack(fine.FINE_FROM, 16 * 8, 16 * 12, 22, len(side)) + side
+    forged = fine._HEAD.pack(FINE_FROM, 16 * 8, 16 * 12, 22, len(side)) + side
     with pytest.raises(FormatError, match="table index"):
         fine.decode([forged], base)
-    bad_table = fine._HEAD.pack(fine.FINE_FROM, 16 * 8, 16 * 12, SCALE_LEVELS, len(side)) + side
+    bad_table = fine._HEAD.pack(FINE_FROM, 16 * 8, 16 * 12, SCALE_LEVELS, len(side)) + side
     with pytest.raises(FormatError, match="index table"):
         fine.decode([bad_table], base)
 
 
 def test_latents_are_coded_at_the_base_quality(photo):
     """A fine file's latent section is the base quality's, byte for byte."""
-    latent = [s for kind, s in container.unpack(nic.compress(photo, quality=fine.FINE_FROM))[1]
+    latent = [s for kind, s in container.unpack(nic.compress(photo, quality=FINE_FROM))[1]
               if kind == LATENT_SECTION]
-    for q in (fine.FINE_FROM + 1, 100):
+    for q in (FINE_FROM + 1, 100):
         sections = container.unpack(nic.compress(photo, quality=q))[1]
         assert [s for kind, s in sections if kind == LATENT_SECTION] == latent
 

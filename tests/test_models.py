@@ -69,7 +69,7 @@ def test_every_architecture_implements_the_model_contract(architecture, photo2):
 def test_the_same_weights_serialize_to_the_same_bytes_every_time():
     """The weights hash names the weights in every .nic header, so it must not depend on the
     export (safetensors writes its metadata in a randomly seeded hash-map order)."""
-    from nic.models.weights import deserialize, serialize
+    from nic.runtime.weights import deserialize, serialize
 
     torch.manual_seed(0)
     model = registry.build(architecture="hyperprior", N=16, M=16)

@@ -15,7 +15,8 @@ from nic import codec, container, geometry, sizing
 from nic.container import LATENT_SECTION, Header
 from nic.errors import NicError
 from nic.io import picture_from_array
-from nic.models import refine, registry
+from nic.models import registry
+from nic.runtime import refine
 from tests.conftest import run_nic
 
 QUALITY = 50
@@ -38,7 +39,7 @@ def test_refinement_lowers_the_rd_cost(photo, capsys):
     plain = nic.compress(photo, quality=QUALITY)
     refined = codec.encode(picture_from_array(photo), QUALITY, effort=1, progress=True)
     bar = capsys.readouterr().err  # what a terminal shows
-    assert f"refining q{QUALITY}" in bar and f"/{refine.EFFORTS[1].steps}" in bar
+    assert f"refining q{QUALITY}" in bar and f"/{refine.SCHEDULES[1].steps}" in bar
     assert refined != plain
     assert rd_cost(refined, photo) < rd_cost(plain, photo)
 
@@ -53,7 +54,7 @@ def test_refinement_is_deterministic_for_a_seed(photo2):
     assert nic.compress(photo2, quality=QUALITY, effort=1) == nic.compress(photo2, quality=QUALITY, effort=1)
 
 
-@pytest.mark.parametrize("effort", sorted(e for e in refine.EFFORTS if e))
+@pytest.mark.parametrize("effort", sorted(refine.SCHEDULES))
 def test_every_effort_decodes_exactly(photo, effort):
     """Files of every effort decode with the unchanged exact decoder to the same pixels,
     whatever the thread count, and well."""

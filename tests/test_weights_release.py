@@ -18,8 +18,9 @@ from safetensors.torch import save as st_save
 import nic
 from nic import container
 from nic.errors import FormatError, NicError
-from nic.models import registry, store
-from nic.models.weights import deserialize, serialize
+from nic.models import registry
+from nic.runtime import store
+from nic.runtime.weights import deserialize, serialize
 from tests.conftest import DATA, archived_weights_hash, run_nic
 
 SHIPPED = registry.WEIGHTS_DIR / f"{registry.DEFAULT_MODEL}.safetensors"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nic import cli, codec, io
+from nic import cli, codec, writes
 from nic.errors import NicError
 from tests.conftest import DATA, run_nic
 
@@ -38,11 +38,11 @@ def test_a_file_that_appears_during_the_write_is_not_replaced(tmp_path, monkeypa
         target.write_bytes(b"theirs")
         return 0
 
-    monkeypatch.setattr(io, "remove_stale_temps", someone_else_writes)
+    monkeypatch.setattr(writes, "remove_stale_temps", someone_else_writes)
     with pytest.raises(NicError, match="already exists"):
-        io.atomic_write(target, b"mine")
+        writes.atomic_write(target, b"mine")
     assert target.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["out.nic"]
-    io.atomic_write(target, b"mine", force=True)
+    writes.atomic_write(target, b"mine", force=True)
     assert target.read_bytes() == b"mine"
 
 

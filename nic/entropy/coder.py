@@ -18,10 +18,6 @@ stream that lost words comes to rest: a real file ends there with a probability 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-
 import constriction
 import numpy as np
 import torch
@@ -40,17 +36,6 @@ _MAX_ESCAPE_BITS = 24  # no model produces a latent beyond 2**24; the encoder re
 _V1_TAIL_COUNT = 16  # a version 1 stream may not end on a bin of fewer counts (escape excepted)
 TERMINATOR = np.array([0x4E49, 0x4332], dtype=np.int32)  # "NIC2", after a stream's last symbol
 _TERMINATOR_MODEL = Uniform(1 << 16)
-_version: ContextVar[int] = ContextVar("stream_version", default=2)
-
-
-@contextmanager
-def stream_version(version: int) -> Iterator[None]:
-    """Decode streams of a given .nic format version (1: no terminator) within this block."""
-    token = _version.set(version)
-    try:
-        yield
-    finally:
-        _version.reset(token)
 
 
 class Categoricals:
@@ -127,12 +112,12 @@ def _require_data(coder: AnsCoder) -> None:
         raise FormatError("entropy-coded section ends before its last symbol (truncated or damaged)")
 
 
-def decode(data: bytes, index: np.ndarray, dists: Categoricals) -> np.ndarray:
+def decode(data: bytes, index: np.ndarray, dists: Categoricals, terminated: bool = True) -> np.ndarray:
     """Inverse of `encode`: a stream that runs out before its last symbol, or has words left
-    after it, raises FormatError (before any pixel is made from it)."""
+    after it, raises FormatError (before any pixel is made from it). `terminated` is False
+    only for the streams of version 1 files, which end without the terminator."""
     if len(data) % 4:
         raise FormatError("entropy-coded section has a length that is not a multiple of 4")
-    terminated = _version.get() >= 2
     index = np.asarray(index, dtype=np.int64).ravel()
     t = dists.tables
     order, groups = _groups(index)

@@ -24,7 +24,7 @@ import nic
 from nic.eval.bdrate import bd_quality, bd_rate
 from nic.eval.crops import CROP, crops
 from nic.eval.runner import Outcome, Plan
-from nic.io import atomic_write
+from nic.writes import atomic_write
 
 QUALITIES = {"psnr": "PSNR (dB, RGB)", "msssim_db": "MS-SSIM (dB) = −10·log10(1 − MS-SSIM), RGB"}
 BD_HEADS = {"psnr": ("BD-rate (PSNR)", "BD-PSNR"), "msssim_db": ("BD-rate (MS-SSIM)", "BD-MS-SSIM")}

@@ -24,10 +24,10 @@ from nic import codec
 from nic.errors import NicError
 from nic.eval import classic, published
 from nic.eval.metrics import METRICS
-from nic.io import IMAGE_SUFFIXES, atomic_write
+from nic.io import IMAGE_SUFFIXES
 from nic.models import registry
-from nic.models.refine import check_effort
-from nic.quality import check_quality
+from nic.quality import check_effort, check_quality
+from nic.writes import atomic_write
 
 DEFAULT_QUALITIES = (1, 10, 20, 35, 50, 65, 80, 90, 100)
 DEFAULT_CODECS = ("jpeg", "webp", "jp2", "avif", "jxl", "heic")

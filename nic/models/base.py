@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from nic.models import tiling
-from nic.models.fast import fast_analysis, fast_synthesis
-from nic.models.integer import to_pixels
-from nic.models.rate import GainTable
+from nic.models.gains import GainTable
+from nic.runtime import tiling
+from nic.runtime.fast import fast_analysis, fast_synthesis
+from nic.runtime.integer import to_pixels
 
 
 @dataclass
@@ -49,7 +49,7 @@ class CompressionModel(nn.Module, ABC):
     # bits of its input}); the weights file stores them only in that form.
     integer_nets: ClassVar[dict[str, int]] = {}
     gain: GainTable  # the rate schedule: `levels` trained operating points and their lambdas
-    max_effort: ClassVar[int] = 0  # highest encoder effort `code` accepts (see `models/refine.py`)
+    max_effort: ClassVar[int] = 0  # highest encoder effort `code` accepts (see `runtime/refine.py`)
     # Qualities above this carry a fine layer on top of this quality's image (`nic/fine.py`);
     # None: every quality is the model's own (the seed baselines reproduce their papers).
     fine_from: ClassVar[int | None] = None
@@ -109,11 +109,12 @@ class CompressionModel(nn.Module, ABC):
 
     @abstractmethod
     def decompress(self, streams: list[bytes], height: int, width: int, quality: int,
-                   exact: bool = False) -> np.ndarray:
+                   exact: bool = False, terminated: bool = True) -> np.ndarray:
         """Payload streams of a padded height x width image -> its (H, W, 3) uint8 pixels.
         Bad streams raise FormatError. `exact`: pixels bit-identical on every machine (a model
         that cannot promise that raises NicError); otherwise the model's fastest decoder,
-        which may differ from the exact one within a stated tolerance."""
+        which may differ from the exact one within a stated tolerance. `terminated`: the
+        streams end with the entropy coder's terminator (False only in version 1 files)."""
 
 
 class LatentModel(CompressionModel):
@@ -140,8 +141,8 @@ class LatentModel(CompressionModel):
         return self.compress_latent(analysis.latent, quality)
 
     def decompress(self, streams: list[bytes], height: int, width: int, quality: int,
-                   exact: bool = False) -> np.ndarray:
-        y_hat = self.decompress_latent(streams, height, width, quality)
+                   exact: bool = False, terminated: bool = True) -> np.ndarray:
+        y_hat = self.decompress_latent(streams, height, width, quality, terminated)
         if exact:
             exact_tiles = tiling.whole_tiles(self.synthesise, self.latent_stride)
             return tiling.synthesise(exact_tiles, y_hat, self.latent_stride)
@@ -153,7 +154,8 @@ class LatentModel(CompressionModel):
         """Quantize and entropy-code the latent y (1, M, h, w) of a padded image."""
 
     @abstractmethod
-    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int) -> torch.Tensor:
+    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int,
+                          terminated: bool = True) -> torch.Tensor:
         """Streams of a padded height x width image -> ŷ in fixed point, the input of `synthesise`."""
 
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:

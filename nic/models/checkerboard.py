@@ -25,9 +25,9 @@ from torch.nn import functional as F
 from nic.entropy import coder
 from nic.errors import FormatError
 from nic.models.hyperprior import MEAN_BITS, MeanScaleHyperprior
-from nic.models.integer import FRAC_BITS
-from nic.models.layers import conv
 from nic.models.quantize import ste_round
+from nic.runtime.integer import FRAC_BITS
+from nic.runtime.layers import conv
 
 CHUNK = 4096  # non-anchor positions per pass of the context network when coding
 # The anchors around a non-anchor symbol: (row, column) offsets of odd sum within 2.
@@ -136,16 +136,18 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
                 coder.encode(y_rest.numpy(), index_rest.numpy(), self.coding["y"])]
 
     @torch.inference_mode()
-    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int) -> torch.Tensor:
+    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int,
+                          terminated: bool = True) -> torch.Tensor:
         """[z stream, anchor stream, rest stream] of a padded H x W image -> ŷ in fixed point."""
         if len(streams) != 3:
             raise FormatError(f"checkerboard model expects 3 latent sections, found {len(streams)}")
-        hyper = self.coding["h_s"](self._decode_z(streams[0], height, width))
+        hyper = self.coding["h_s"](self._decode_z(streams[0], height, width, terminated))
         a_pos, r_pos, (mu_g, index) = self._halves(hyper, quality)
-        y_anchor = self._dequantize(self._decode_y(streams[1], index), mu_g, quality)
+        y_anchor = self._dequantize(self._decode_y(streams[1], index, terminated), mu_g, quality)
         grid = self._anchor_grid(y_anchor, a_pos, *hyper.shape[-2:])
         mu_g, index = self._rest_parameters(hyper, grid, *r_pos, quality)
         y_hat = torch.zeros(1, index.shape[1], *hyper.shape[-2:], dtype=torch.long)
         y_hat[..., a_pos[0], a_pos[1]] = y_anchor[:, :, 0]
-        y_hat[..., r_pos[0], r_pos[1]] = self._dequantize(self._decode_y(streams[2], index), mu_g, quality)[:, :, 0]
+        y_rest = self._dequantize(self._decode_y(streams[2], index, terminated), mu_g, quality)
+        y_hat[..., r_pos[0], r_pos[1]] = y_rest[:, :, 0]
         return y_hat

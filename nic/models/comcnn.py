@@ -30,10 +30,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from nic.errors import FormatError, NicError
-from nic.models import tiling
 from nic.models.base import Analysis, CompressionModel
-from nic.models.rate import GainTable
+from nic.models.gains import GainTable
 from nic.quality import QUALITY_MAX, QUALITY_MIN
+from nic.runtime import tiling
 
 REC_MARGIN = 24  # pixels of context for RecCNN tiles: 20 3x3 layers see +-20
 REC_TILE = 512
@@ -124,7 +124,7 @@ class ComRecCNN(CompressionModel):
 
     @torch.inference_mode()
     def decompress(self, streams: list[bytes], height: int, width: int, quality: int,
-                   exact: bool = False) -> np.ndarray:
+                   exact: bool = False, terminated: bool = True) -> np.ndarray:
         """[JPEG bytes] -> the padded (H, W, 3) uint8 image, RecCNN run tile by tile."""
         if exact:
             raise NicError("model 'comcnn' decodes in float only: its pixels are not bit-identical "

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from nic.entropy.factorized import FactorizedDensity
-from nic.models.integer import sigmoid_pixels, sigmoid_thresholds
-from nic.models.latent_codec import FactorizedLatentCodec
+from nic.models.factorized_latent import FactorizedLatentCodec
+from nic.models.gains import GainTable
 from nic.models.quantize import noisy
-from nic.models.rate import GainTable
+from nic.runtime.integer import sigmoid_pixels, sigmoid_thresholds
 
 
 class ConvAutoencoder(FactorizedLatentCodec):

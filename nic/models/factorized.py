@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 from nic.entropy.factorized import FactorizedDensity
-from nic.models.latent_codec import FactorizedLatentCodec
-from nic.models.layers import analysis_transform, synthesis_transform
+from nic.models.factorized_latent import FactorizedLatentCodec
+from nic.models.gains import GainTable
 from nic.models.quantize import noisy, ste_round
-from nic.models.rate import GainTable
+from nic.runtime.layers import analysis_transform, synthesis_transform
 
 
 class FactorizedPrior(FactorizedLatentCodec):

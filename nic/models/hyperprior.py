@@ -12,18 +12,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nic import fine
 from nic.entropy import coder
 from nic.entropy.factorized import FactorizedDensity
 from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, SCALE_TABLE, gaussian_bin_probability
 from nic.entropy.tables import TableSet, density_tables, gaussian_tables
 from nic.errors import FormatError
-from nic.models import refine
 from nic.models.base import Analysis, LatentModel
-from nic.models.integer import FRAC_BITS, coding_nets, export_nets, round_shift
-from nic.models.layers import analysis_transform, conv, deconv, synthesis_transform
+from nic.models.gains import GainTable
 from nic.models.quantize import noisy, ste_round
-from nic.models.rate import GainTable
+from nic.quality import EFFORTS, FINE_FROM
+from nic.runtime import refine
+from nic.runtime.integer import FRAC_BITS, coding_nets, export_nets, round_shift
+from nic.runtime.layers import analysis_transform, conv, deconv, synthesis_transform
 
 MEAN_BITS = 8  # fixed-point fraction of the gained mean used to centre each symbol
 
@@ -33,8 +33,8 @@ class MeanScaleHyperprior(LatentModel):
     latent_stride = 16
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
     context_nets: tuple[str, ...] = ()  # networks that read decoded symbols (see checkerboard.py)
-    max_effort = max(refine.EFFORTS)
-    fine_from = fine.FINE_FROM
+    max_effort = max(EFFORTS)
+    fine_from = FINE_FROM
 
     def __init__(self, N: int = 96, M: int = 144, levels: int = 8,
                  lmbda_min: float = 0.0015, lmbda_max: float = 0.12, N_a: int = 0):
@@ -124,15 +124,15 @@ class MeanScaleHyperprior(LatentModel):
         z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
         return coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
 
-    def _decode_z(self, stream: bytes, height: int, width: int) -> torch.Tensor:
+    def _decode_z(self, stream: bytes, height: int, width: int, terminated: bool) -> torch.Tensor:
         """The hyper-latent's symbols of a padded height x width image."""
         z_shape = (1, self.config["N"], height // self.downsampling, width // self.downsampling)
         z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape)
-        return torch.from_numpy(coder.decode(stream, z_index.numpy(), self.coding["z"])).view(z_shape)
+        return torch.from_numpy(coder.decode(stream, z_index.numpy(), self.coding["z"], terminated)).view(z_shape)
 
-    def _decode_y(self, stream: bytes, index: torch.Tensor) -> torch.Tensor:
+    def _decode_y(self, stream: bytes, index: torch.Tensor, terminated: bool) -> torch.Tensor:
         """The y symbols of one stream, coded with the tables `index`, in its shape."""
-        return torch.from_numpy(coder.decode(stream, index.numpy(), self.coding["y"])).view(index.shape)
+        return torch.from_numpy(coder.decode(stream, index.numpy(), self.coding["y"], terminated)).view(index.shape)
 
     def _dequantize(self, y_sym: torch.Tensor, mu_g: torch.Tensor, quality: int) -> torch.Tensor:
         """Symbols and their gained means -> ŷ in fixed point (the input of g_s), exactly."""
@@ -150,9 +150,9 @@ class MeanScaleHyperprior(LatentModel):
 
     def code(self, analysis: Analysis, quality: int, effort: int = 0, progress: bool = False) -> list[bytes]:
         """Streams for one quality; above effort 0, of y and z refined against the image."""
-        schedule = refine.EFFORTS[effort]
-        if schedule is None:
+        if effort == 0:
             return self.compress_latent(analysis.latent, quality)
+        schedule = refine.SCHEDULES[effort]
         y, z_sym = refine.refine(self, analysis.image, analysis.latent, quality, schedule, progress=progress)
         return self.compress_latent(y, quality, z_sym)
 
@@ -169,10 +169,11 @@ class MeanScaleHyperprior(LatentModel):
         return [z_bytes, coder.encode(y_sym.numpy(), index.numpy(), self.coding["y"])]
 
     @torch.inference_mode()
-    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int) -> torch.Tensor:
+    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int,
+                          terminated: bool = True) -> torch.Tensor:
         """[z stream, y stream] of a padded H x W image -> ŷ in fixed point, the input of g_s."""
         if len(streams) != 2:
             raise FormatError(f"hyperprior model expects 2 latent sections, found {len(streams)}")
-        z_sym = self._decode_z(streams[0], height, width)
+        z_sym = self._decode_z(streams[0], height, width, terminated)
         mu_g, index = self._y_parameters(z_sym, quality)
-        return self._dequantize(self._decode_y(streams[1], index), mu_g, quality)
+        return self._dequantize(self._decode_y(streams[1], index, terminated), mu_g, quality)

@@ -15,16 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from nic.errors import FormatError, NicError
-from nic.models import store
 from nic.models.base import CompressionModel
 from nic.models.checkerboard import CheckerboardHyperprior
 from nic.models.comcnn import ComRecCNN
-from nic.models.config_check import build_checked, check_config
 from nic.models.conv_ae import ConvAutoencoder
 from nic.models.factorized import FactorizedPrior
 from nic.models.hyperprior import MeanScaleHyperprior
-from nic.models.store import WEIGHTS_DIR, user_model_dir
-from nic.models.weights import deserialize, weights_hash
+from nic.runtime import store
+from nic.runtime.config_check import build_checked, check_config
+from nic.runtime.store import WEIGHTS_DIR, user_model_dir
+from nic.runtime.weights import deserialize, weights_hash
 
 __all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "RETIRED", "ARCHITECTURES", "build", "user_model_dir", "available",
            "unknown_model", "load"]

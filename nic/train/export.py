@@ -18,8 +18,8 @@ from nic.errors import NicError
 from nic.eval.rd import learned_points
 from nic.models.base import CompressionModel
 from nic.models.registry import from_bytes
-from nic.models.store import install, install_check
-from nic.models.weights import serialize
+from nic.runtime.store import install, install_check
+from nic.runtime.weights import serialize
 from nic.train.checkpoint import load_checkpoint, trained_model
 
 CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]

@@ -7,7 +7,7 @@ decoder and scored by the rate saving at equal PSNR against effort 0's curve for
 (interpolated from qualities q-15..q+15), and by the change in rate + lambda x distortion.
 Prints a table, writes JSON.
 
-    python benchmarks/refine_schedule.py ../shared/data/train --images 6 --qualities 25,75 \\
+    python lab/scripts/refine_schedule.py ../shared/data/train --images 6 --qualities 25,75 \\
         '{"steps": 100}' '{"steps": 100, "noise": 1.0}' '{"steps": 100, "lr": 0.01}'
 """
 
@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from nic import geometry  # noqa: E402
 from nic.eval import metrics  # noqa: E402
-from nic.models import refine, registry  # noqa: E402
+from nic.models import registry  # noqa: E402
+from nic.runtime import refine  # noqa: E402
 
 
 def point(model: torch.nn.Module, original: np.ndarray, layout: geometry.Layout, streams: list[bytes],

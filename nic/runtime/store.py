@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 
 from nic.errors import NicError
-from nic.io import atomic_write
-from nic.models.weights import weights_hash
+from nic.runtime.weights import weights_hash
+from nic.writes import atomic_write
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 ARCHIVE = "archive"

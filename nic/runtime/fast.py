@@ -37,8 +37,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from nic.errors import NicError
-from nic.models.integer import FRAC_BITS, subpixel_kernel
-from nic.models.layers import GDN
+from nic.runtime.integer import FRAC_BITS, subpixel_kernel
+from nic.runtime.layers import GDN
 
 PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 HEAD_BAND_BYTES = 4 << 20  # float32 input of the synthesis head per band: fits in cache

@@ -10,7 +10,7 @@ same-channel predictor is a lower bound on what a trained context network finds,
 is near zero the latents are close to white given ẑ, and a context model learns little unless
 the analysis transform is retrained with it.
 
-    python benchmarks/context_bound.py --weights nic/weights/hyperprior.safetensors --images 60
+    python lab/scripts/context_bound.py --weights nic/weights/hyperprior.safetensors --images 60
 """
 
 from __future__ import annotations

@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from nic.errors import NicError
-from nic.models.base import CompressionModel
+
+if TYPE_CHECKING:  # the runtime never imports an architecture; this is a type only
+    from nic.models.base import CompressionModel
 
 FORMAT = "nic-weights-1"
 

@@ -15,7 +15,7 @@ from nic.entropy.factorized import FactorizedDensity
 from nic.entropy.tables import TableSet, density_tables
 from nic.errors import FormatError
 from nic.models.base import LatentModel
-from nic.models.integer import FRAC_BITS, coding_nets, export_nets
+from nic.runtime.integer import FRAC_BITS, coding_nets, export_nets
 
 
 class FactorizedLatentCodec(LatentModel):
@@ -47,11 +47,12 @@ class FactorizedLatentCodec(LatentModel):
         return [coder.encode(y_sym.numpy(), self._index(y_sym.shape, quality).numpy(), self.coding["y"])]
 
     @torch.inference_mode()
-    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int) -> torch.Tensor:
+    def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int,
+                          terminated: bool = True) -> torch.Tensor:
         """[y stream] of a padded H x W image -> ŷ in fixed point, the input of g_s."""
         if len(streams) != 1:
             raise FormatError(f"this model expects 1 latent section, found {len(streams)}")
         shape = (1, self.y_density.channels, height // self.latent_stride, width // self.latent_stride)
         index = self._index(shape, quality)
-        y_sym = torch.from_numpy(coder.decode(streams[0], index.numpy(), self.coding["y"])).view(shape)
+        y_sym = torch.from_numpy(coder.decode(streams[0], index.numpy(), self.coding["y"], terminated)).view(shape)
         return y_sym * self.coding["inv_gain_fp"][quality - 1][None, :, None, None]

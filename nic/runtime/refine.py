@@ -26,15 +26,14 @@ from torch import nn
 from tqdm import tqdm
 
 from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, gaussian_bin_probability
-from nic.errors import NicError
-from nic.models.fast import default_precision, float_twin
+from nic.runtime.fast import default_precision, float_twin
 
 
 @dataclass(frozen=True)
 class Schedule:
     """One effort level: `steps` Adam steps per tile on (y, z), the temperature falling
     geometrically from tau0 to tau1. With so few steps, half the Gumbel noise of SGA and a
-    warm end of the annealing did best (`benchmarks/refine_schedule.py`, README)."""
+    warm end of the annealing did best (`lab/scripts/refine_schedule.py`, README)."""
 
     steps: int
     lr: float = 0.015  # in quantization bins of the gained latent (and of z)
@@ -43,8 +42,7 @@ class Schedule:
     noise: float = 0.5  # scale of the Gumbel noise (1 is SGA's)
 
 
-EFFORTS: dict[int, Schedule | None] = {
-    0: None,  # g_a's latent, as fast as compression gets
+SCHEDULES: dict[int, Schedule] = {  # effort level (`quality.EFFORTS`) -> its schedule; 0 is g_a's latent
     1: Schedule(steps=50),
     2: Schedule(steps=120),
     3: Schedule(steps=500),
@@ -52,15 +50,6 @@ EFFORTS: dict[int, Schedule | None] = {
 TILE = 12  # hyper-latent cells per refinement tile side (768 image pixels)
 MARGIN = 1  # hyper-latent cells of fixed context around a tile: h_s and g_s reach less far
 HALO = 2  # latent pixels beyond a tile whose reconstruction the tile's latents change
-
-
-def check_effort(effort: object) -> int:
-    """The effort level (an int, or its digits as typed on a command line), or a one-line
-    NicError naming the levels there are."""
-    value = int(effort) if isinstance(effort, str) and effort.isdigit() else effort
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) not in EFFORTS:
-        raise NicError(f"effort must be one of {', '.join(map(str, EFFORTS))}, got {effort!r}")
-    return int(value)
 
 
 def _gumbel(shape: torch.Size, gen: torch.Generator) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nic.models.layers import GDN
+from nic.runtime.layers import GDN
 
 FRAC_BITS = 12  # fixed-point fraction of activations and outputs
 WEIGHT_LIMIT = (1 << 14) - 1  # |integer weight| <= this (stored as int16)

@@ -6,8 +6,8 @@ with the float synthesis. If PSNR barely rises as the quantizer gets finer, more
 buy quality: the transforms themselves (g_a, g_s) are the ceiling, and only a model that
 reconstructs better can raise the top. Prints a table (mean over images) and writes JSON.
 
-    python benchmarks/ceiling.py ../shared/data/kodak
-    python benchmarks/ceiling.py ../shared/data/kodak --weights other.safetensors --qualities 90 100
+    python lab/scripts/ceiling.py ../shared/data/kodak
+    python lab/scripts/ceiling.py ../shared/data/kodak --weights other.safetensors --qualities 90 100
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--qualities", type=int, nargs="+", default=[50, 90, 100])
     p.add_argument("--finer", type=float, nargs="+", default=[1, 2, 4, math.inf])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/results/ceiling.json")
+    p.add_argument("--out", default="lab/results/ceiling.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     loaded = (registry.from_bytes(args.weights.stem, args.weights.read_bytes()) if args.weights

@@ -10,8 +10,8 @@ card's history says how many), so runs that continue each other make one curve. 
 measured before (`--with` earlier JSON results) join the table, the projection and the plot
 without being measured again. Prints a table, writes JSON and, with `--plot`, a figure.
 
-    python benchmarks/learning_curve.py runs/a@5.85 runs/b@7.74 --every 4000 \\
-        --weights nic/weights/hyperprior.safetensors@7.74 --plot docs/learning-curve.png
+    python lab/scripts/learning_curve.py runs/a@5.85 runs/b@7.74 --every 4000 \\
+        --weights nic/weights/hyperprior.safetensors@7.74 --plot lab/learning-curve.png
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=0, help="only the first N held-out patches (0: all)")
     p.add_argument("--jobs", type=int, default=2, help="nic eval worker processes")
     p.add_argument("--results", default="results/learning-curve")
-    p.add_argument("--out", default="benchmarks/results/learning_curve.json")
+    p.add_argument("--out", default="lab/results/learning_curve.json")
     p.add_argument("--plot", type=Path, help="also draw the curves into this image")
     p.add_argument("--target", type=float, default=-42.0, help="BD-rate vs JPEG to project the hours to")
     p.add_argument("--project", default="", help="series (run names, 'weights') whose points the line fits")

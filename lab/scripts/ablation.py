@@ -6,7 +6,7 @@ out of training (`data.holdout`; all runs must hold out the same ones). The tabl
 run's difference from the first run's config, its steps, pixels, wall time on one thread,
 and BD-rate (PSNR) against the starting weights and against JPEG. Writes JSON.
 
-    python benchmarks/ablation.py runs/abl/A runs/abl/B ... --start weights-next/hyperprior.safetensors
+    python lab/scripts/ablation.py runs/abl/A runs/abl/B ... --start weights-next/hyperprior.safetensors
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=0, help="only the first N held-out images (0: all)")
     p.add_argument("--jobs", type=int, default=2, help="nic eval worker processes")
     p.add_argument("--results", default="results/ablation")
-    p.add_argument("--out", default="benchmarks/results/ablation.json")
+    p.add_argument("--out", default="lab/results/ablation.json")
     args = p.parse_args()
     files = held_out(args.runs[0])
     for run in args.runs[1:]:

@@ -4,7 +4,7 @@ the anchors and the half the context codes), per quality, on held-out patches.
 For a context model, the two halves of ŷ hold the same number of symbols, so the ratio of
 their sizes is what the context saves; for a hyperprior, ŷ is one section.
 
-    python benchmarks/sections.py checkpoints/checkerboard-s21-SC2.safetensors nic/weights/hyperprior.safetensors
+    python lab/scripts/sections.py checkpoints/checkerboard-s21-SC2.safetensors nic/weights/hyperprior.safetensors
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from context_bound import held_out_patches  # a sibling script: run as python benchmarks/sections.py
+from context_bound import held_out_patches  # a sibling script: run as python lab/scripts/sections.py
 
 from nic.models.registry import from_bytes
 

@@ -1,13 +1,13 @@
 """The fine layer on held-out patches: the default model with and without it, against JPEG.
 
-    python benchmarks/fine_layer.py [--train ../shared/data/train] [--images 60]
+    python lab/scripts/fine_layer.py [--train ../shared/data/train] [--images 60]
 
 Codes the first N of the 120 patches that training holds out at qualities 1..100 through
 `nic.compress` (real files, bpp from their bytes, PSNR of the decoded pixels), once as
 shipped and once with the fine layer switched off (every quality the model's own, as before
 it), beside JPEG and WebP as `nic eval` codes them (`nic/eval/classic.py`: same settings,
 same sweeps); prints each curve and its BD-rate against JPEG and writes
-benchmarks/results/fine_layer.json.
+lab/results/fine_layer.json.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from context_bound import held_out_patches  # a sibling script: run as python benchmarks/fine_layer.py
+from context_bound import held_out_patches  # a sibling script: run as python lab/scripts/fine_layer.py
 
 import nic
 from nic.eval import classic
