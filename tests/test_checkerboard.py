@@ -77,7 +77,7 @@ def test_every_symbol_comes_back_exactly(coded, monkeypatch):
     streams = model.compress(image, 60)
     got = []
     decode = coder.decode
-    monkeypatch.setattr(coder, "decode", lambda b, i, t, terminated: got.append(i.copy()) or decode(b, i, t, terminated))
+    monkeypatch.setattr(coder, "decode", lambda b, i, t, term: got.append(i.copy()) or decode(b, i, t, term))
     y_hat = model.decompress_latent(streams, *image.shape[:2], 60)
     assert len(streams) == 3 and len(sent) == 3
     for (_, index), decoded_index in zip(sent, got, strict=True):

@@ -20,7 +20,7 @@ from checkpoints_eval import held_out, measure
 
 from nic.train.config import resolve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def _differences(cfg: dict, base: dict) -> str:

@@ -24,7 +24,7 @@ from PIL import Image
 from nic.eval.metrics import psnr
 from nic.models import registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def pixels(x: torch.Tensor) -> np.ndarray:

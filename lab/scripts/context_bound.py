@@ -28,7 +28,7 @@ from nic.models.checkerboard import OFFSETS, anchors, neighbours
 from nic.models.registry import from_bytes
 from nic.train.data import holdout
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def held_out_patches(train: Path, count: int) -> list[np.ndarray]:
@@ -89,7 +89,7 @@ def main() -> None:
                    help="the patch pack; its 120 held-out patches (as in training) are measured")
     p.add_argument("--images", type=int, default=60)
     p.add_argument("--levels", type=float, nargs="+", default=[1.0, 5.0, 9.0])
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "context_bound.json")
+    p.add_argument("--out", type=Path, default=ROOT / "lab" / "results" / "context_bound.json")
     args = p.parse_args()
     torch.set_num_threads(1)
     model = from_bytes(args.weights.stem, args.weights.read_bytes()).model.eval()

@@ -26,7 +26,7 @@ from nic.eval.bdrate import bd_rate
 from nic.eval.metrics import psnr
 from nic.models import registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 QUALITIES = (1, 10, 20, 35, 50, 60, 70, 80, 90, 100)
 
 
@@ -56,7 +56,7 @@ def main() -> int:
     p.add_argument("--train", type=Path, default=ROOT.parent / "shared" / "data" / "train",
                    help="the patch pack; the first --images of its 120 held-out patches are coded")
     p.add_argument("--images", type=int, default=60)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fine_layer.json")
+    p.add_argument("--out", type=Path, default=ROOT / "lab" / "results" / "fine_layer.json")
     args = p.parse_args()
     images = held_out_patches(args.train, args.images)
     curves = {name: curve(images, through(name), classic.get(name).params) for name in ("jpeg", "webp")}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from checkpoints_eval import held_out, measure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 SETS = ("validation", "kodak")
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 sys.path.insert(0, str(ROOT))
 
 from nic import geometry  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--qualities", default="25,75")
     p.add_argument("--model", default=registry.DEFAULT_MODEL)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "refine_schedule.json"))
+    p.add_argument("--out", default=str(ROOT / "lab" / "results" / "refine_schedule.json"))
     a = p.parse_intermixed_args()
     torch.set_num_threads(a.threads)
     model = registry.load(a.model).model

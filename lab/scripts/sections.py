@@ -19,7 +19,7 @@ from context_bound import held_out_patches  # a sibling script: run as python la
 
 from nic.models.registry import from_bytes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
                    help="the patch pack; the first --images of its 120 held-out patches are coded")
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--qualities", type=int, nargs="+", default=[10, 50, 90])
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sections.json")
+    p.add_argument("--out", type=Path, default=ROOT / "lab" / "results" / "sections.json")
     args = p.parse_args()
     torch.set_num_threads(1)
     images = held_out_patches(args.train, args.images)
