@@ -4,7 +4,7 @@ Re-encodes every image of a finished `nic eval` at every JPEG and WebP setting w
 Pillow calls, computes size and PSNR with numpy here (not through nic.eval), and reports the
 largest differences from results.json: the bar is 0.01 dB and 0.1% in size. Writes JSON.
 
-    python benchmarks/crosscheck.py results/kodak /work/shared/data/kodak
+    python benchmarks/crosscheck.py results/kodak ../shared/data/kodak
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ may differ); each file is then decoded with --exact in fresh processes with 1 an
 threads and with float64 as torch's default dtype. The exact decoder is integer arithmetic
 throughout, so every decode of a file must give identical pixels. Prints a table, writes JSON.
 
-    python benchmarks/exactness.py /work/shared/data/kodak --quality 50
+    python benchmarks/exactness.py ../shared/data/kodak --quality 50
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Training speed on this machine: steps/s and megapixels/s by precision, layout, threads, batch and crop.
 
 Each setting runs in a fresh subprocess (its own thread count), one warm-up step and then
-`--steps` timed training steps (forward, rate-distortion loss, backward, Adam) of the default
-architecture with the recipe's 10 gain levels. Prints a table and writes JSON.
+`--steps` timed training steps (forward, rate-distortion loss, backward, Adam) of the hyperprior
+(the default's transforms and hyper path, without its context) with 10 gain levels. Prints a
+table and writes JSON.
 
     python benchmarks/train_speed.py
     python benchmarks/train_speed.py --threads 1 --shapes 8x128 4x192 --compile

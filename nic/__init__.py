@@ -24,7 +24,7 @@ def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
     other integers in 0..255; floats in [0, 1]. Other values are refused, never guessed.
 
     Give `quality` (1-100, higher is better) or `bpp`, a target size in bits per pixel.
-    `effort` (0-3) spends encoder time on smaller files for the same quality (see README).
+    `effort` (0-3) spends encoder time on smaller files for the same quality (see docs/EFFORT.md).
     """
     if not isinstance(image, (Image.Image, np.ndarray)):
         raise NicError(f"cannot compress a {type(image).__name__}: want a PIL image or a numpy array")

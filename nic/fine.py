@@ -1,6 +1,6 @@
 """The fine layer: the part of the image the model's decoder misses, coded as a residual.
 
-The learned transforms saturate near 36 dB (README, "What limits the top"), and their top
+The learned transforms saturate near 36 dB (docs/MODELS.md, the fine layer), and their top
 gain levels buy little: on training patches the default's quality 50 plus a coded residual
 beats its own qualities 60 to 100 at every rate. So above `FINE_FROM` a quality codes the
 latent at quality `FINE_FROM` and adds a fine layer: the residual x - x̂ of the decoded

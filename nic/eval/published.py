@@ -1,9 +1,10 @@
 """Other codecs' published Kodak results, drawn as reference curves beside our own measurements.
 
 Read from a folder holding CompressAI's result files (`compressai-kodak/*.json`) and TensorFlow
-Compression's aggregate curves (`tfc-kodak/{PSNR,MS-SSIM}_sRGB_RGB/*.txt`), as in
-/work/shared/data/published. Only a handful are used: the milestones of learned compression
-that nic's architecture descends from or aims at, and the two classic codecs they beat.
+Compression's aggregate curves (`tfc-kodak/{PSNR,MS-SSIM}_sRGB_RGB/*.txt`), given with
+`nic eval --published` (default: `published` beside the data folder). Only a handful are used:
+the milestones of learned compression that nic's architecture descends from or aims at, and the
+two classic codecs they beat.
 """
 
 from __future__ import annotations

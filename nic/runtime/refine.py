@@ -33,7 +33,7 @@ from nic.runtime.fast import default_precision, float_twin
 class Schedule:
     """One effort level: `steps` Adam steps per tile on (y, z), the temperature falling
     geometrically from tau0 to tau1. With so few steps, half the Gumbel noise of SGA and a
-    warm end of the annealing did best (`lab/scripts/refine_schedule.py`, README)."""
+    warm end of the annealing did best (`lab/scripts/refine_schedule.py`, docs/EFFORT.md)."""
 
     steps: int
     lr: float = 0.015  # in quantization bins of the gained latent (and of z)
