@@ -5,13 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test wheel-test demo lint bench clean browser
+.PHONY: test test-fast wheel-test demo lint bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,serve,eval]'
 	touch $(STAMP)
 
 # The browser test (tests/test_serve_browser.py) drives Debian's chromium with its chromedriver.
@@ -24,6 +24,13 @@ browser:
 test: $(STAMP) $(if $(filter true 1,$(CI)),browser)
 	$(BIN)/ruff check nic tests benchmarks scripts lab
 	$(BIN)/python -m pytest -q
+
+# The inner loop: lint, then the tests marked `fast` (no process, no browser; tests/conftest.py
+# fails one that starts a process). Under a minute on 2 cores; `make test` runs them too.
+# One thread: with a core taken (a training run), torch's second thread waits on it and the
+# tier takes ten times longer.
+test-fast: lint
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m fast
 
 # The wheel (`pip wheel . --no-deps`), installed into a fresh virtualenv in a temporary folder
 # and used there. About a minute, so apart from `make test`; .ci/run runs both.

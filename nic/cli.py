@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import warnings
 from pathlib import Path
 
 from nic.errors import NicError
-from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
+from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN, STANDARD_QUALITIES
+
+# What the extras in pyproject.toml bring: `pip install nic` gives every other command.
+EXTRAS = {"serve": ("starlette", "uvicorn"), "eval": ("matplotlib", "pillow_heif", "pillow_jxl")}
+
+
+def _needs(command: str, extra: str) -> None:
+    """One line naming the extra to install when a module it brings is missing, checked before the
+    command starts: some of them are imported only once they are used (uvicorn, the image plugins)."""
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise NicError(f"nic {command} needs the {extra} extra ({', '.join(missing)} missing): "
+                       f"pip install 'nic[{extra}]'")
 
 
 def _batch(kind: str, args: argparse.Namespace, options: dict) -> None:
@@ -126,6 +139,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    _needs("eval", "eval")
     from nic.eval import report, runner
 
     plan = runner.plan(Path(args.data), args.models, args.codecs, args.metrics, args.published, args.effort)
@@ -137,6 +151,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    _needs("serve", "serve")
     from nic.serve.app import serve
 
     serve(args.port, args.workers, args.queue)
@@ -180,8 +195,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="TOML config file")
     t.add_argument("run", help="run folder (config, log, checkpoints)")
     t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
-    t.add_argument("--data", nargs="+", help="image folders and/or CIFAR-100 .tar.gz")
-    t.add_argument("--model", help="architecture to train")
+    t.add_argument("--data", nargs="+", help="image folders and/or CIFAR-100 .tar.gz (or data.sources in --config)")
+    t.add_argument("--model", help="architecture to train (default: the default model's, see `nic models`)")
     t.add_argument("--steps", type=int)
     t.add_argument("--hours", type=float, help="fit the step count to this wall time (at the end of warm-up)")
     t.add_argument("--batch", type=int)
@@ -205,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="results folder; a rerun into it reuses finished results")
     v.add_argument("--models",
                    help="comma list of MODEL or MODEL:Q1,Q2,... (default: the default model at qualities "
-                        "1,10,20,35,50,65,80,90,100); 'none' for no learned model")
+                        f"{','.join(map(str, STANDARD_QUALITIES))}); 'none' for no learned model")
     v.add_argument("--codecs", help="comma list of classic codecs: jpeg, jpeg444, webp, jp2, avif, jxl, heic "
                                     "(default: all but jpeg444), or 'none'")
     v.add_argument("--metrics", help="comma list of psnr, ssim, msssim (default: all three)")

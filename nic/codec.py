@@ -50,9 +50,12 @@ def _decode_alpha(data: bytes, height: int, width: int) -> np.ndarray:
 
 
 def resolve_model(model: str | LoadedModel | None) -> LoadedModel:
-    if isinstance(model, LoadedModel):
-        return model
-    return registry.load(model or registry.DEFAULT_MODEL)
+    """The model to encode with; an archived release's decode-only weights are refused."""
+    lm = model if isinstance(model, LoadedModel) else registry.load(model or registry.DEFAULT_MODEL)
+    if lm.decode_only:
+        raise NicError(f"model {lm.name!r} with weights {lm.weights_hash.hex()} is an archived release, kept only "
+                       "to decode the files made with it: it cannot encode")
+    return lm
 
 
 def _analyse(lm: LoadedModel, picture: Picture) -> tuple[Layout, Analysis]:

@@ -1,8 +1,10 @@
-"""Shared fixtures: small real photos shipped with the tests, and a CLI runner."""
+"""Shared fixtures: small real photos shipped with the tests, a CLI runner, and the check that
+keeps the `fast` tier (`make test-fast`) free of processes."""
 
 from __future__ import annotations
 
-import json
+import _posixsubprocess
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nic.models import registry
+
 DATA = Path(__file__).parent / "data"
 ASSETS = Path(__file__).parent.parent / "assets"
-SHIPPED = ["checkerboard", "hyperprior", "conv-ae", "comcnn"]  # factorized was retired (tests/test_weights_release.py)
+SHIPPED = registry.SHIPPED
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +38,30 @@ def full_photo() -> np.ndarray:
     return np.asarray(Image.open(ASSETS / "kodim23.png").convert("RGB")).copy()
 
 
-def archived_weights_hash(model: str) -> bytes:
-    """The hash of a retired model's archived weights: the one its golden file names."""
-    cases = json.loads((DATA / "golden" / "manifest.json").read_text())["files"]
-    (whash,) = {c["weights_hash"] for c in cases if c["model"] == model}
-    return bytes.fromhex(whash)
-
-
 def run_nic(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `nic` command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "nic", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=300)
+
+
+# How Python starts a process: subprocess through Popen, multiprocessing's spawn through fork_exec,
+# its fork start method and os.spawn* through os.fork. os.system is left alone: a test pickles it
+# as the payload its unpickler must refuse.
+SPAWNERS = [(subprocess, "Popen"), (_posixsubprocess, "fork_exec"), (os, "fork"), (os, "posix_spawn"),
+            (os, "posix_spawnp")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """A test marked `fast` that starts a process fails: the tier stays quick by a check, not by care.
+    The whole protocol is covered, so module-scoped fixtures set up for it count too."""
+    if item.get_closest_marker("fast") is None:
+        return (yield)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test marked fast started a process: drop its mark")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module, name in SPAWNERS:
+            patch.setattr(module, name, refuse)
+        return (yield)

@@ -13,6 +13,8 @@ from nic.errors import FormatError
 from nic.runtime import tiling
 from tests.conftest import DATA
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture()
 def no_synthesis(monkeypatch) -> list:

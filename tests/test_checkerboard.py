@@ -20,6 +20,7 @@ from nic.runtime.fast import float_twin
 from nic.train.checkpoint import init_from
 
 
+@pytest.mark.fast
 def test_context_is_a_checkerboard_masked_5x5_conv():
     """A 1x1 conv over the gathered neighbours computes, at every non-anchor, what a 5x5 conv
     sees of the anchors (He et al.'s masked conv): nothing of the symbols not yet decoded."""
@@ -36,6 +37,7 @@ def test_context_is_a_checkerboard_masked_5x5_conv():
     assert all((dy + dx) % 2 for dy, dx in OFFSETS) and len(OFFSETS) == 12
 
 
+@pytest.mark.fast
 def test_a_checkerboard_started_from_the_shipped_weights_computes_the_same(photo2):
     """The context's last layer starts at zero: training begins at the hyperprior it came from."""
     shipped = registry.WEIGHTS_DIR / "hyperprior.safetensors"
@@ -67,6 +69,7 @@ def coded(photo2):
     return model, image
 
 
+@pytest.mark.fast
 def test_every_symbol_comes_back_exactly(coded, monkeypatch):
     """The decoder rebuilds each half's tables from what it has decoded so far and must land on
     the encoder's symbols and tables, position by position."""
@@ -87,6 +90,7 @@ def test_every_symbol_comes_back_exactly(coded, monkeypatch):
     assert y_hat[..., rest].abs().sum() > 0 and y_hat[..., ~rest].abs().sum() > 0
 
 
+@pytest.mark.fast
 def test_the_context_changes_the_rest_half_only(coded):
     model, image = coded
     with_context = model.compress(image, 60)
@@ -104,6 +108,7 @@ def test_the_context_changes_the_rest_half_only(coded):
     assert with_context[:2] == without[:2] and with_context[2] != without[2]
 
 
+@pytest.mark.fast
 def test_a_file_with_the_wrong_number_of_sections_is_a_format_error(coded):
     model, image = coded
     streams = model.compress(image, 60)
@@ -111,6 +116,7 @@ def test_a_file_with_the_wrong_number_of_sections_is_a_format_error(coded):
         model.decompress(streams[:2], *image.shape[:2], 60)
 
 
+@pytest.mark.fast
 def test_refinement_prices_the_rate_with_the_context(coded):
     """`--effort` optimizes the rate the coder will spend: priced with the context's second
     pass, the y bits of hard-rounded symbols land near the real streams' size; priced with h_s

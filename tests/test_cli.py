@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pytest
 from PIL import Image
 
 import nic
+from nic.cli import EXTRAS
 from nic.eval.metrics import psnr
 from nic.models import registry
 from tests.conftest import DATA, run_nic
@@ -139,10 +143,6 @@ def test_max_pixels_limit(workdir):
 
 @pytest.mark.parametrize("command", ["compress", "decompress"])
 def test_kill_9_leaves_no_partial_output(tmp_path, full_photo, command):
-    import subprocess
-    import sys
-    import time
-
     big = Image.fromarray(full_photo).resize((1536, 1024))
     big.save(tmp_path / "big.png")
     if command == "decompress":
@@ -163,3 +163,39 @@ def test_kill_9_leaves_no_partial_output(tmp_path, full_photo, command):
             else:
                 assert Image.open(tmp_path / out).size == (1536, 1024)
             (tmp_path / out).unlink()
+
+
+
+# `nic` as `pip install nic` leaves it: no module that an extra brings can be imported.
+WITHOUT_EXTRAS = f"import sys; sys.modules.update(dict.fromkeys({sorted(m for ms in EXTRAS.values() for m in ms)!r}))"
+
+
+def test_core_commands_and_the_pillow_plugin_need_no_extra(workdir):
+    steps = ["compress photo.png -q 60", "decompress photo.nic -o back.png", "info photo.nic", "models",
+             f"train run --data {DATA} --model hyperprior --steps 2 --batch 2 --quiet --set data.crop=64 "
+             "--set model.N=16 --set model.M=24 --set run.precision='fp32' --set run.channels_last=false"]
+    script = WITHOUT_EXTRAS + """
+from PIL import Image
+import nic
+from nic.cli import main
+for step in sys.argv[1:]:
+    if main(step.split()):
+        sys.exit("failed: nic " + step)
+Image.open("photo.nic").save("pillow.png")
+"""
+    r = subprocess.run([sys.executable, "-c", script, *steps], cwd=workdir, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"model:       {registry.DEFAULT_MODEL}" in r.stdout and f"{registry.DEFAULT_MODEL} (default)" in r.stdout
+    assert np.array_equal(np.asarray(Image.open(workdir / "pillow.png")), np.asarray(Image.open(workdir / "back.png")))
+    assert (workdir / "run" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("eval", ".", "--out", "results")])
+def test_a_command_whose_extra_is_missing_names_it_in_one_line(workdir, command):
+    before = {p.name for p in workdir.iterdir()}
+    script = WITHOUT_EXTRAS + "; from nic.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, "-c", script, *command], cwd=workdir, capture_output=True, text=True,
+                       timeout=60)
+    assert_clean_failure(r, workdir, before, f"nic {command[0]} needs the {command[0]} extra")
+    assert r.stderr.rstrip().endswith(f"pip install 'nic[{command[0]}]'")

@@ -15,6 +15,7 @@ from nic.io import picture_from_array
 from nic.models import registry
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("height, width", [(1, 1), (65, 63), (3, 1000), (512, 768)])
 def test_round_trip_sizes(full_photo, height, width):
     src = np.ascontiguousarray(full_photo[:height, :width])
@@ -24,6 +25,7 @@ def test_round_trip_sizes(full_photo, height, width):
         assert psnr(src, out) > 30
 
 
+@pytest.mark.fast
 def test_quality_sets_the_rate_monotonically(photo):
     sizes = [len(nic.compress(photo, quality=q)) for q in (1, 25, 50, 75, 100)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1] / 3
@@ -31,6 +33,7 @@ def test_quality_sets_the_rate_monotonically(photo):
     assert quality == sorted(quality)
 
 
+@pytest.mark.fast
 def test_target_bpp_lands_at_or_under_the_target(photo):
     pixels = photo.shape[0] * photo.shape[1]
     low, high = (len(nic.compress(photo, quality=q)) * 8 / pixels for q in (1, 100))
@@ -45,12 +48,14 @@ def test_target_bpp_lands_at_or_under_the_target(photo):
             assert len(nic.compress(photo, quality=q + 1)) * 8 / pixels > target
 
 
+@pytest.mark.fast
 def test_grey_comes_back_grey(photo):
     grey = np.asarray(Image.fromarray(photo).convert("L"))
     out = nic.decompress(nic.compress(Image.fromarray(grey)))
     assert out.mode == "L" and psnr(grey, np.asarray(out)) > 28
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
 def test_alpha_is_kept_losslessly(photo, mode):
     img = Image.fromarray(photo).convert(mode)
@@ -61,17 +66,20 @@ def test_alpha_is_kept_losslessly(photo, mode):
     assert np.array_equal(np.asarray(out)[:, :, -1], alpha)
 
 
+@pytest.mark.fast
 def test_palette_and_bilevel_images(photo):
     for img in (Image.fromarray(photo).quantize(64), Image.fromarray(photo).convert("1")):
         out = nic.decompress(nic.compress(img))
         assert out.size == img.size
 
 
+@pytest.mark.fast
 def test_numpy_float_input(photo):
     # floats in [0, 1] are the same picture as the uint8 one
     assert nic.compress(photo.astype(np.float32) / 255) == nic.compress(photo)
 
 
+@pytest.mark.fast
 def test_bad_api_input(photo):
     with pytest.raises(NicError, match="quality"):
         nic.compress(photo, quality=0)
@@ -85,6 +93,7 @@ def test_bad_api_input(photo):
         nic.decompress(b"not a nic file")
 
 
+@pytest.mark.fast
 def test_other_weights_are_refused(photo):
     data = bytearray(nic.compress(photo))
     h, sections = nic.container.unpack(bytes(data))
@@ -107,10 +116,12 @@ def test_decoding_is_bit_exact_across_threads_and_runs(full_photo):
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
 
 
+@pytest.mark.fast
 def test_encoding_is_deterministic(photo):
     assert nic.compress(photo, quality=60) == nic.compress(photo, quality=60)
 
 
+@pytest.mark.fast
 def test_integer_hyper_synthesis_matches_the_float_network():
     lm = registry.load(registry.DEFAULT_MODEL)
     m = lm.model
@@ -123,6 +134,7 @@ def test_integer_hyper_synthesis_matches_the_float_network():
     assert torch.equal(m.coding["h_s"](z), m.coding["h_s"](z.clone()))
 
 
+@pytest.mark.fast
 def test_picture_round_trip_keeps_metadata(photo):
     pic = picture_from_array(photo)
     pic.orientation, pic.bit_depth = 6, 16
@@ -130,6 +142,7 @@ def test_picture_round_trip_keeps_metadata(photo):
     assert (out.orientation, out.bit_depth, out.width, out.height) == (6, 16, pic.width, pic.height)
 
 
+@pytest.mark.fast
 def test_tiled_decoding_is_bit_identical_to_one_pass(full_photo, monkeypatch):
     from nic.runtime import tiling
 
@@ -141,6 +154,7 @@ def test_tiled_decoding_is_bit_identical_to_one_pass(full_photo, monkeypatch):
     assert np.array_equal(whole, tiled)
 
 
+@pytest.mark.fast
 def test_tiled_encoding_matches_one_pass_closely(full_photo, monkeypatch):
     from nic.runtime import tiling
 

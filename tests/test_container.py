@@ -11,6 +11,8 @@ from nic import container
 from nic.container import Header
 from nic.errors import FormatError
 
+pytestmark = pytest.mark.fast
+
 
 def sample() -> bytes:
     h = Header("hyperprior", b"12345678", 75, 640, 480, channels=4, orientation=6)

@@ -12,6 +12,8 @@ from nic.entropy.gaussian import SCALE_TABLE
 from nic.entropy.tables import PRECISION, TableSet, density_tables, gaussian_tables, quantize_pmf
 from nic.errors import FormatError
 
+pytestmark = pytest.mark.fast
+
 
 def test_quantized_pmf_is_exact_and_keeps_every_symbol():
     pmf = np.array([0.5, 0.25, 1e-12, 0.25 - 1e-12, 0.0])

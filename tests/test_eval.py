@@ -20,25 +20,29 @@ from PIL import Image
 from nic.cli import main
 from nic.eval import bdrate
 from nic.eval.bdrate import bd_quality, bd_rate
-from nic.eval.runner import DEFAULT_QUALITIES, parse_efforts, parse_models
+from nic.eval.runner import parse_efforts, parse_models
 from nic.models import registry
+from nic.quality import STANDARD_QUALITIES
 from tests.conftest import DATA, run_nic
 
 RATES = [0.12, 0.25, 0.5, 0.9, 1.6]
 PSNRS = [26.0, 28.9, 32.1, 35.0, 38.2]
 
 
+@pytest.mark.fast
 def test_bd_of_a_curve_against_itself_is_zero():
     assert bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0, abs=1e-12)
     assert bd_quality(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0, abs=1e-12)
 
 
+@pytest.mark.fast
 def test_bd_rate_of_scaled_rates_and_bd_psnr_of_shifted_quality():
     assert bd_rate(RATES, PSNRS, [0.8 * r for r in RATES], PSNRS) == pytest.approx(-20, abs=1e-9)
     assert bd_rate([0.8 * r for r in RATES], PSNRS, RATES, PSNRS) == pytest.approx(25, abs=1e-9)
     assert bd_quality(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]) == pytest.approx(1, abs=1e-9)
 
 
+@pytest.mark.fast
 def test_bd_of_crossing_curves_by_hand():
     # Anchor doubles its rate every 2 dB, test every 4 dB: log2 r = (p - 30)/2 - 2 and (p - 30)/4 - 1.
     # On the common PSNR interval [30, 36] the test spends 2^(1 - (p - 30)/4) times the bits: the mean
@@ -51,6 +55,7 @@ def test_bd_of_crossing_curves_by_hand():
     assert bd_rate(*test, *anchor) == pytest.approx((2**-0.25 - 1) * 100, abs=1e-9)
 
 
+@pytest.mark.fast
 def test_pchip_slopes_and_exact_integral_by_hand():
     # y = x^2 at 0, 1, 2: secants 1 and 3; inner slope (3 + 3) / (3/1 + 3/3) = 1.5; ends by the
     # three-point formula: (3 - 3)/2 = 0 and (9 - 1)/2 = 4. Trapezoids with end-slope corrections:
@@ -62,6 +67,7 @@ def test_pchip_slopes_and_exact_integral_by_hand():
     assert bdrate.pchip_integral(x, y, 0.3, 1.7) == pytest.approx(np.trapezoid(bdrate.pchip(x, y, t)[0], t), rel=1e-9)
 
 
+@pytest.mark.fast
 def test_bd_without_overlap_or_points_is_nan_and_dominated_points_are_ignored():
     assert math.isnan(bd_rate(RATES, PSNRS, RATES, [p + 20 for p in PSNRS]))
     assert math.isnan(bd_quality(RATES, PSNRS, [r * 100 for r in RATES], PSNRS))
@@ -70,14 +76,16 @@ def test_bd_without_overlap_or_points_is_nan_and_dominated_points_are_ignored():
     assert bd_rate(RATES, PSNRS, *worse) == pytest.approx(0, abs=1e-12)
 
 
+@pytest.mark.fast
 def test_parse_models():
-    assert parse_models("a:1,10,b,c:5") == {"a": (1, 10), "b": DEFAULT_QUALITIES, "c": (5,)}
+    assert parse_models("a:1,10,b,c:5") == {"a": (1, 10), "b": STANDARD_QUALITIES, "c": (5,)}
     assert parse_models("a:1,10,c:1,5,10") == {"a": (1, 10), "c": (1, 5, 10)}  # shared qualities kept
-    assert parse_models(None) == {registry.DEFAULT_MODEL: DEFAULT_QUALITIES}
+    assert parse_models(None) == {registry.DEFAULT_MODEL: STANDARD_QUALITIES}
     assert parse_models("none") == {}
     assert parse_efforts(None) == (0,) and parse_efforts("1,0,1") == (0, 1)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("args, needle", [
     (["missing-folder"], "missing-folder: no such folder"),
     (["empty"], "empty: no images"),

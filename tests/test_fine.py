@@ -20,6 +20,7 @@ from nic.runtime import tiling
 from tests.conftest import DATA
 
 
+@pytest.mark.fast
 def test_laplace_tables_never_change():
     """The decoder builds these tables itself: a changed count would break every file with a
     fine layer, so their digest is pinned (the golden files check the same from outside)."""
@@ -43,6 +44,7 @@ def test_top_qualities_climb_past_38_db(full_photo):
     assert quality[-1] >= 38 and quality[-1] - quality[0] > 3
 
 
+@pytest.mark.fast
 def test_only_qualities_above_fine_from_carry_a_layer(photo):
     for q, version, fines in ((FINE_FROM, 2, 0), (FINE_FROM + 1, 3, 1), (100, 3, 1)):
         header, sections = container.unpack(nic.compress(photo, quality=q))
@@ -51,6 +53,7 @@ def test_only_qualities_above_fine_from_carry_a_layer(photo):
     assert container.unpack(nic.compress(photo, quality=100, model="conv-ae"))[0].version == 2
 
 
+@pytest.mark.fast
 def test_fine_layer_improves_the_picture_and_its_inverse_dct_is_exact(photo):
     base = np.asarray(nic.decompress(nic.compress(photo, quality=FINE_FROM)))
     for q in (60, 100):
@@ -66,6 +69,7 @@ def test_fine_layer_improves_the_picture_and_its_inverse_dct_is_exact(photo):
     assert np.abs(exact - rgb).max() <= 0.5 + 1e-3
 
 
+@pytest.mark.fast
 def test_dct_table_is_the_orthonormal_dct():
     k = np.arange(fine.FREQ)
     dct = np.sqrt(2 / 8) * np.cos(np.pi * np.outer(k, 2 * k + 1) / 16)
@@ -92,6 +96,7 @@ def _with_fine(data: bytes, edit) -> bytes:
     return container.pack(header, latents + [(FINE_SECTION, s) for s in edit(fines)])
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("edit, message", [
     (lambda f: [f[0][:-4]], "entropy-coded section"),
     (lambda f: [f[0] + b"\0\0\0\0"], "entropy-coded section"),
@@ -107,6 +112,7 @@ def test_damaged_fine_sections_are_format_errors(photo, edit, message):
         nic.decompress(data)
 
 
+@pytest.mark.fast
 def test_fine_sections_belong_to_version_3_only(photo):
     header, sections = container.unpack(nic.compress(photo, quality=90))
     header.version = container.VERSION
@@ -118,6 +124,7 @@ def test_fine_sections_belong_to_version_3_only(photo):
         container.pack(header, sections)
 
 
+@pytest.mark.fast
 def test_table_indices_outside_the_tables_are_refused(photo):
     base = np.asarray(nic.decompress(nic.compress(photo, quality=FINE_FROM)))
     grid = (3, photo.shape[0] // fine.BLOCK, photo.shape[1] // fine.BLOCK)
@@ -130,6 +137,7 @@ def test_table_indices_outside_the_tables_are_refused(photo):
         fine.decode([bad_table], base)
 
 
+@pytest.mark.fast
 def test_latents_are_coded_at_the_base_quality(photo):
     """A fine file's latent section is the base quality's, byte for byte."""
     latent = [s for kind, s in container.unpack(nic.compress(photo, quality=FINE_FROM))[1]
@@ -139,6 +147,7 @@ def test_latents_are_coded_at_the_base_quality(photo):
         assert [s for kind, s in sections if kind == LATENT_SECTION] == latent
 
 
+@pytest.mark.fast
 def test_cut_fine_sections_of_golden_files_are_refused_before_synthesis(monkeypatch):
     calls: list = []
     monkeypatch.setattr(tiling, "synthesise", lambda *args: calls.append(args))

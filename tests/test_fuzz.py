@@ -14,6 +14,8 @@ import torch
 import nic
 from tests.fuzzing import mutate, outcome
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture(scope="module")
 def seeds(photo) -> list[bytes]:

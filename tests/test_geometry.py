@@ -11,6 +11,8 @@ from nic import container, geometry
 from nic.errors import NicError
 from nic.eval.metrics import psnr
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize("width, height", [(100000, 1), (1, 100000), (1000, 3), (5, 777), (3000, 30), (768, 512),
                                            (56, 40), (1, 1), (65, 64)])

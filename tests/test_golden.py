@@ -16,7 +16,10 @@ from PIL import Image
 import nic
 from nic.container import unpack
 from nic.models import registry
+from nic.runtime import store
 from tests.conftest import DATA
+
+pytestmark = pytest.mark.fast
 
 GOLDEN = DATA / "golden"
 CASES = json.loads((GOLDEN / "manifest.json").read_text())["files"]
@@ -26,6 +29,14 @@ def test_every_shipped_or_retired_model_and_image_kind_is_covered():
     shipped = {p.stem for p in registry.WEIGHTS_DIR.glob("*.safetensors")}
     assert {c["model"] for c in CASES} >= shipped | set(registry.RETIRED) >= {"hyperprior", "factorized"}
     assert {c["mode"] for c in CASES} >= {"RGB", "L", "RGBA", "LA"}
+
+
+def test_every_weights_release_is_covered():
+    """Each weights file the package holds, current or archived (named by the hash .nic headers
+    carry), has a golden file: shipping new weights means adding one (make_golden.py --add)."""
+    current = {registry.weights_hash_of(p).hex() for p in registry.WEIGHTS_DIR.glob("*.safetensors")}
+    archived = {p.stem.rsplit("-", 1)[1] for p in (registry.WEIGHTS_DIR / store.ARCHIVE).glob("*.safetensors")}
+    assert len(archived) >= 6 and current | archived <= {c["weights_hash"] for c in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["nic"] for c in CASES])

@@ -31,6 +31,7 @@ def jpeg_with_orientation(photo: np.ndarray, value: int) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("value", [0, 1, 3, 6, 8, 9, 300, 65535])
 def test_any_exif_orientation_gives_a_file_that_decodes(photo, value):
     small = np.ascontiguousarray(photo[:40, :56])
@@ -54,6 +55,7 @@ def test_cli_codes_a_bad_orientation_with_a_warning(tmp_path, photo):
     assert run_nic("decompress", "o.nic", cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.fast
 def test_arrays_are_taken_by_documented_rules(photo):
     as_uint8 = np.asarray(nic.decompress(nic.compress(photo, quality=60)))
     with pytest.raises(NicError, match=r"float array has values 0\.\.255: nic takes floats in \[0, 1\]"):
@@ -72,6 +74,7 @@ def test_arrays_are_taken_by_documented_rules(photo):
     assert abs(back.mean() - mask.mean() * 255) < 5  # True is white, not 1/255
 
 
+@pytest.mark.fast
 def test_float_and_int_tiffs_beyond_their_range_are_refused(tmp_path, photo):
     grey = photo.mean(axis=2)
     Image.fromarray((grey / 255).astype(np.float32), "F").save(tmp_path / "unit.tif")
@@ -104,6 +107,7 @@ def test_icc_profile_is_applied_so_colours_survive(tmp_path, photo):
     assert psnr(shown, managed(back)) > 28
 
 
+@pytest.mark.fast
 def test_an_srgb_profile_changes_nothing(photo):
     buf = io.BytesIO()
     Image.fromarray(photo).save(buf, format="PNG",
@@ -149,6 +153,7 @@ def test_devices_and_fifos_are_refused_at_once(tmp_path):
         assert r.returncode == 1 and needle in r.stderr, r.stderr
 
 
+@pytest.mark.fast
 def test_api_arguments_are_checked(photo):
     for bad in (10**6, "photo.nic", None, [1, 2, 3]):
         with pytest.raises(NicError, match="decompress takes the bytes of a .nic file"):
@@ -162,6 +167,7 @@ def test_api_arguments_are_checked(photo):
         nic.compress("photo.png")
 
 
+@pytest.mark.fast
 def test_the_api_honours_the_pixel_limit(photo, monkeypatch):
     monkeypatch.setenv("NIC_MAX_PIXELS", "1000")
     with pytest.raises(NicError, match="over the limit of 1000 pixels"):

@@ -14,6 +14,8 @@ from nic.models.base import CompressionModel
 
 from .conftest import SHIPPED
 
+pytestmark = pytest.mark.fast
+
 SMALL = {"hyperprior": dict(N=16, M=16), "checkerboard": dict(N=16, M=16),
          "factorized": dict(N=16, M=8), "conv-ae": dict(width=8, latent=4),
          "comcnn": dict(width=8, rec_layers=4)}  # fresh models of each architecture, kept quick

@@ -17,6 +17,8 @@ from nic.models import registry
 
 from .conftest import DATA
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture
 def photo_img() -> Image.Image:

@@ -96,6 +96,7 @@ def test_target_size_with_effort(photo):
     assert np.asarray(nic.decompress(data)).shape == photo.shape
 
 
+@pytest.mark.fast
 def test_largest_near_finds_what_bisection_finds(photo):
     """The walk that --bpp uses above effort 0 lands on bisection's answer from any guess
     (JPEG's sizes stand in for a slow encoder)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import socket
 import time
 
@@ -16,6 +17,8 @@ from nic.errors import NicError
 from nic.eval import classic
 from nic.eval.metrics import psnr, ssim_rgb
 from nic.io import read_image
+from nic.models import registry
+from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
 from nic.serve.app import bind, create_app
 from nic.serve.jobs import Jobs
 
@@ -53,6 +56,22 @@ def test_page_and_info(client):
     info = client.get("/api/info").json()
     assert info["samples"] == ["kodim23.png"] and "hyperprior" in info["models"]
     assert (info["max_pixels"], info["max_upload_bytes"]) == (512 * 512, 200_000)
+    assert info["models"] == sorted(registry.available()) and info["default_model"] == registry.DEFAULT_MODEL
+
+
+def test_the_page_takes_the_quality_scale_from_the_server(client):
+    info = client.get("/api/info").json()
+    assert (info["quality_min"], info["quality_max"], info["default_quality"]) == \
+        (QUALITY_MIN, QUALITY_MAX, DEFAULT_QUALITY)
+    # the page's inputs hold no copy of the scale or the size limit: the script sets them from /api/info
+    inputs = dict(re.findall(r'<input id="(quality|bpp)"([^>]*)>', client.get("/").text))
+    assert not re.search(r"\b(min|max|value)=", inputs["quality"]) and not re.search(r"\bmax=", inputs["bpp"])
+    script = client.get("/static/app.js").text
+    assert all(f"info.{key}" in script for key in ("quality_min", "quality_max", "default_quality", "max_bpp"))
+    # and the server holds to the limit it announces
+    assert _upload(client, PHOTO.read_bytes(), f"bpp={info['max_bpp'] + 1}").status_code == 400
+    too_high = _upload(client, PHOTO.read_bytes(), f"quality={info['quality_max'] + 1}")
+    assert too_high.status_code == 400 and f"from {QUALITY_MIN} to {QUALITY_MAX}" in too_high.json()["error"]
 
 
 def test_upload_compares_at_nics_file_size(client):

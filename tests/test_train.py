@@ -20,7 +20,9 @@ import torch
 from PIL import Image
 
 import nic
+from nic.cli import main
 from nic.errors import NicError
+from nic.models import registry
 from nic.models.registry import ARCHITECTURES, build
 from nic.train.checkpoint import init_from, load_checkpoint
 from nic.train.config import resolve
@@ -30,9 +32,9 @@ from nic.train.loop import fitted_steps, train
 from nic.train.precision import Precision, candidates, fastest, native_bf16
 from tests.conftest import DATA
 
-TINY = ["model.N=16", "model.M=24", "data.crop=64", "data.batch=4", "run.threads=1", "run.log_every=5",
-        f"data.sources=['{DATA}']", "optim.warmup=5", "optim.lr=2e-3", "optim.min_lr=2e-3",
-        "run.precision='fp32'", "run.channels_last=false"]
+TINY = ["model.architecture='hyperprior'", "model.N=16", "model.M=24", "data.crop=64", "data.batch=4",
+        "run.threads=1", "run.log_every=5", f"data.sources=['{DATA}']", "optim.warmup=5", "optim.lr=2e-3",
+        "optim.min_lr=2e-3", "run.precision='fp32'", "run.channels_last=false"]
 
 
 def tiny_cfg(*extra: str) -> dict:
@@ -51,6 +53,23 @@ def test_training_lowers_the_loss(tmp_path):
     assert (tmp_path / "run" / "config.toml").read_text().count("N = 16") == 1
 
 
+@pytest.mark.fast
+def test_training_defaults_to_the_default_models_architecture():
+    card = registry.available()[registry.DEFAULT_MODEL]
+    assert resolve(None)["model"]["architecture"] == card["architecture"]
+
+
+@pytest.mark.fast
+def test_train_without_data_says_how_to_give_it(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "run"), "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nic: error: no training data") and "--data" in err and "data.sources" in err
+    assert "\n" not in err and not (tmp_path / "run").exists()
+    with pytest.raises(NicError, match="no training data"):
+        train(resolve(None, ["model.architecture='hyperprior'", "optim.steps=1"]), tmp_path / "run2")
+
+
+@pytest.mark.fast
 def test_fitted_steps_fill_the_hours_left():
     assert fitted_steps(300, 400.0, 0.5, 1.0) == 300 + 6400  # 3,200 s left at 0.5 s a step
     assert fitted_steps(300, 4000.0, 0.5, 1.0) == 300  # over budget already: stop here
@@ -127,6 +146,7 @@ def cifar_tarball(path: Path, payload: bytes) -> Path:
     return path
 
 
+@pytest.mark.fast
 def test_cifar_tarball_is_read_with_a_restricted_unpickler(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (10, 3072), dtype=np.uint8)
@@ -142,6 +162,7 @@ class Exploit:
         return (os.system, ("echo pwned > /dev/null",))
 
 
+@pytest.mark.fast
 def test_cifar_reader_rejects_other_classes(tmp_path):
     bad = cifar_tarball(tmp_path / "bad.tar.gz", pickle.dumps({b"data": Exploit()}, protocol=2))
     with pytest.raises(NicError, match="refusing to load"):
@@ -190,7 +211,10 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
           progress=False)
     card3 = export(tmp_path / "run3", "tiny-three", tmp_path / "models")
     assert [r["steps"] for r in card3["history"]] == [10, 4, 3] and card3["total"]["steps"] == 17
-    assert card3["history"][1]["init"].endswith("tiny-test.safetensors")
+    # a card names no folder: the weights a run started from by their hash, a checkpoint relative to the run
+    tiny_hash = registry.weights_hash_of(tmp_path / "models" / "tiny-test.safetensors").hex()
+    assert card3["history"][1]["init"] == tiny_hash and card3["history"][2]["init"] == "../run2/checkpoint.pt"
+    assert card3["history"][2]["data"] == [DATA.name]
     # A run seeded from an export whose card has a history keeps that card's note on its run.
     train(tiny_cfg("optim.steps=2", f"run.init='{tmp_path / 'models' / 'tiny-two.safetensors'}'"), tmp_path / "run5",
           progress=False)
@@ -200,11 +224,13 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     # ... but once the run it started from is gone, the card says what it could not count.
     (tmp_path / "run2").rename(tmp_path / "run2-moved")
     card4 = export(tmp_path / "run3", "tiny-three", tmp_path / "models", force=True)
-    assert card4["history"][0] == {"untraced": str(tmp_path / "run2" / "checkpoint.pt")}
+    assert card4["history"][0] == {"untraced": "../run2/checkpoint.pt"}
     assert card4["total"]["steps"] == 3 and card4["total"]["runs"] == 1
-    assert card4["total"]["untraced"] == [str(tmp_path / "run2" / "checkpoint.pt")]
+    assert card4["total"]["untraced"] == ["../run2/checkpoint.pt"]
+    assert str(tmp_path) not in (tmp_path / "models" / "tiny-three.json").read_text()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_resolve(config):
@@ -229,6 +255,7 @@ def test_conv_ae_trains_on_a_cifar_tarball(tmp_path):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.fast
 def test_precision_auto_times_the_candidates_and_falls_back_without_bf16(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr("nic.train.precision.native_bf16", lambda device: False)
@@ -250,6 +277,7 @@ def test_precision_auto_times_the_candidates_and_falls_back_without_bf16(monkeyp
     assert len(calls) == 6  # one warm-up and two timed steps each
 
 
+@pytest.mark.fast
 def test_precision_trial_is_not_fooled_by_a_burst_of_load():
     """A burst of load during one option's steps (another run starting beside this one) must not
     hand the choice to the slower option: options take turns and each keeps its fastest step."""
@@ -281,6 +309,7 @@ def save_as_checkpoint(model: torch.nn.Module, path: Path) -> None:
     torch.save({"model": model.state_dict(), "config": {"model": {"architecture": "hyperprior", **model.config}}}, path)
 
 
+@pytest.mark.fast
 def test_gain_tables_are_resampled_to_a_wider_lambda_range(tmp_path):
     torch.manual_seed(1)
     narrow = build("hyperprior", N=8, M=8, levels=8, lmbda_min=0.0015, lmbda_max=0.12)
@@ -298,6 +327,7 @@ def test_gain_tables_are_resampled_to_a_wider_lambda_range(tmp_path):
     assert torch.equal(wide.g_a[0].weight, narrow.g_a[0].weight)
 
 
+@pytest.mark.fast
 def test_a_wider_encoder_starts_from_narrower_weights_unchanged(tmp_path):
     torch.manual_seed(2)
     narrow = build("hyperprior", N=8, M=12, levels=4)
@@ -326,6 +356,7 @@ def test_a_wider_encoder_starts_from_narrower_weights_unchanged(tmp_path):
         init_from(build("hyperprior", N=8, M=12, levels=4), tmp_path / "wide.pt")
 
 
+@pytest.mark.fast
 def test_holdout_keeps_whole_source_photos_out_of_training(tmp_path):
     folder = tmp_path / "pack"
     folder.mkdir()
@@ -344,6 +375,7 @@ def test_holdout_keeps_whole_source_photos_out_of_training(tmp_path):
     assert skipped == held and len(images) == 6
 
 
+@pytest.mark.fast
 def test_dihedral_augment_draws_all_eight_flips_and_turns_of_a_crop():
     from nic.train.data import CropSampler
 
@@ -366,6 +398,7 @@ def test_dihedral_augment_draws_all_eight_flips_and_turns_of_a_crop():
         CropSampler([img], 8, torch.device("cpu"), augment="rotate")
 
 
+@pytest.mark.fast
 def test_balance_sets_how_samples_at_different_lambdas_are_weighed():
     from nic.train.loss import rd_loss
 
@@ -381,6 +414,7 @@ def test_balance_sets_how_samples_at_different_lambdas_are_weighed():
         assert torch.allclose(rd_loss(x, out, lmbda, balance=balance)["loss"], expected)
 
 
+@pytest.mark.fast
 def test_a_run_saved_before_a_config_key_existed_resumes_with_its_default():
     old = resolve(None, TINY)
     del old["data"]["augment"], old["optim"]["balance"]

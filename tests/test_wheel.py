@@ -1,5 +1,6 @@
 """The wheel works outside the repository: build it, install it into a fresh virtualenv in a
-temporary folder, and use it there (CLI round trip, models, eval, the Pillow plugin, the page).
+temporary folder, and use it there: without extras (CLI round trip, models, the Pillow plugin;
+`nic serve` and `nic eval` name their extra), then with them (eval, the page).
 
 Slow (a minute or two, mostly installing torch and the dependencies from pip's cache or the
 local index), so it is marked `wheel` and left out of `make test`; `make wheel-test` (which
@@ -27,6 +28,7 @@ import nic
 from nic.models import registry
 
 from .conftest import DATA, SHIPPED
+from .test_weights_release import MACHINE_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.wheel
@@ -48,20 +50,44 @@ def scratch() -> Iterator[Path]:
         yield Path(folder)
 
 
+def build_wheel(scratch: Path, env: dict) -> Path:
+    """`pip wheel . --no-deps` in a clean copy of the checkout: a stale build/ folder here could
+    add files that no longer exist to the wheel."""
+    source = scratch / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__",
+                                                                 "results", "runs", "demo"))
+    _run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", scratch / "dist", cwd=source, env=env)
+    (wheel,) = (scratch / "dist").glob("nic-*.whl")
+    return wheel
+
+
+def test_the_wheel_names_no_folder_of_the_machine_that_built_it(scratch):
+    """A path of the development machine in a shipped file (a card's data, a docstring, a
+    weights file's metadata) means nothing on a user's machine: the wheel holds none."""
+    wheel = build_wheel(scratch, {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")})
+    found = {}
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            data = z.read(name)
+            if name.endswith(".safetensors"):  # its header: the tensors' index and the metadata
+                text = data[8:8 + int.from_bytes(data[:8], "little")].decode()
+            else:
+                try:
+                    text = data.decode()
+                except UnicodeDecodeError:
+                    continue  # an image: no path in it
+            found |= {name: MACHINE_PATH.findall(text)} if MACHINE_PATH.search(text) else {}
+    assert found == {}
+
+
 def test_wheel_installs_and_works_outside_the_repository(scratch):
     assert not scratch.resolve().is_relative_to(ROOT)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     timings = {}
 
     start = time.perf_counter()
-    # `pip wheel . --no-deps` in a clean copy of the checkout: a stale build/ folder here could
-    # add files that no longer exist to the wheel
-    source = scratch / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__",
-                                                                 "results", "runs", "demo"))
-    _run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", scratch / "dist", cwd=source, env=env)
+    wheel = build_wheel(scratch, env)
     timings["build"] = time.perf_counter() - start
-    (wheel,) = (scratch / "dist").glob("nic-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for model in SHIPPED:
         assert {f"nic/weights/{model}.safetensors", f"nic/weights/{model}.json"} <= names
@@ -82,7 +108,7 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     # anyway, and byte-compiling all of torch ahead would triple the install's CPU time
     pip = (sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-compile")
     _run(*pip, "torch==2.13.0", cwd=scratch, env=env)  # the CPU build first, as `make` does
-    _run(*pip, wheel, cwd=scratch, env=env)
+    _run(*pip, wheel, cwd=scratch, env=env)  # no extra yet: what `pip install nic` gives
     timings["install"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -104,12 +130,20 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     assert not [line for line in models.splitlines() if line.startswith("factorized")]  # retired: decode only
     assert str(venv.resolve()) in models and str(ROOT) not in models
 
+    _run(py, "-c", "import nic; from PIL import Image; Image.open('x.nic').save('x-pillow.png')", cwd=work, env=env)
+    assert np.array_equal(np.asarray(Image.open(work / "x-pillow.png")), np.asarray(Image.open(work / "back.png")))
+
+    for command in (["serve"], ["eval", "photos", "--out", "results"]):  # each names its extra in one line
+        done = subprocess.run([cli, *command], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.rstrip().endswith(f"pip install 'nic[{command[0]}]'"), done.stderr
+    start_extras = time.perf_counter()
+    _run(*pip, f"{wheel}[serve,eval]", cwd=scratch, env=env)
+    timings["extras"] = time.perf_counter() - start_extras
+
     _run(cli, "eval", "photos", "--out", "results", "--models", "hyperprior:50", "--codecs", "jpeg",
          "--metrics", "psnr", "--jobs", "1", "--published", "none", cwd=work, env=env)
     assert (work / "results/report.html").is_file() and (work / "results/results.json").is_file()
-
-    _run(py, "-c", "import nic; from PIL import Image; Image.open('x.nic').save('x-pillow.png')", cwd=work, env=env)
-    assert np.array_equal(np.asarray(Image.open(work / "x-pillow.png")), np.asarray(Image.open(work / "back.png")))
 
     server = subprocess.Popen([cli, "serve", "--port", "0"], cwd=work, env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -120,6 +154,6 @@ def test_wheel_installs_and_works_outside_the_repository(scratch):
     finally:
         server.terminate()
         server.wait(timeout=60)
-    timings["use"] = time.perf_counter() - start
+    timings["use"] = time.perf_counter() - start - timings["extras"]
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB; " +
           ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))

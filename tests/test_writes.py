@@ -31,6 +31,7 @@ def test_a_dangling_symlink_is_not_replaced_without_force(workdir):
     assert (workdir / "out.nic").is_symlink() and not (workdir / "nowhere").exists()
 
 
+@pytest.mark.fast
 def test_a_file_that_appears_during_the_write_is_not_replaced(tmp_path, monkeypatch):
     target = tmp_path / "out.nic"
 
@@ -70,6 +71,7 @@ def test_a_failing_write_is_one_clear_line_and_leaves_nothing(workdir):
     assert sorted(p.name for p in workdir.iterdir()) == ["photo.png"]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("flag, avail, message", [(os.ST_RDONLY, 10**9, "read-only file system"),
                                                    (0, 0, "no space left on device")])
 def test_read_only_or_full_disk_is_reported_before_the_work(workdir, monkeypatch, capsys, flag, avail, message):

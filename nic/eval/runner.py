@@ -26,10 +26,9 @@ from nic.eval import classic, published
 from nic.eval.metrics import METRICS
 from nic.io import IMAGE_SUFFIXES
 from nic.models import registry
-from nic.quality import check_effort, check_quality
+from nic.quality import STANDARD_QUALITIES, check_effort, check_quality
 from nic.writes import atomic_write
 
-DEFAULT_QUALITIES = (1, 10, 20, 35, 50, 65, 80, 90, 100)
 DEFAULT_CODECS = ("jpeg", "webp", "jp2", "avif", "jxl", "heic")
 DEFAULT_METRICS = ("psnr", "ssim", "msssim")
 RECORDS = "records.jsonl"
@@ -94,13 +93,13 @@ def _quality(text: str, spec: str) -> int:
 
 
 def parse_models(spec: str | None) -> dict[str, tuple[int, ...]]:
-    """'hyperprior:1,10,factorized' -> {hyperprior: (1, 10), factorized: defaults}; 'none' -> {}.
+    """'hyperprior:1,10,factorized' -> {hyperprior: (1, 10), factorized: the standard qualities}; 'none' -> {}.
 
     Commas separate both models and qualities: a number continues the previous model's list.
-    None is the default model at the default qualities.
+    None is the default model at the standard qualities.
     """
     if spec is None:
-        return {registry.DEFAULT_MODEL: DEFAULT_QUALITIES}
+        return {registry.DEFAULT_MODEL: STANDARD_QUALITIES}
     if spec == "none":
         return {}
     models: dict[str, list[int]] = {}
@@ -116,7 +115,7 @@ def parse_models(spec: str | None) -> dict[str, tuple[int, ...]]:
             raise NicError(f"--models {spec!r}: model {name!r} given twice")
         models[name] = [_quality(first, spec)] if colon else []
         last = name
-    return {name: tuple(sorted(set(qs))) or DEFAULT_QUALITIES for name, qs in models.items()}
+    return {name: tuple(sorted(set(qs))) or STANDARD_QUALITIES for name, qs in models.items()}
 
 
 def parse_efforts(spec: str | None) -> tuple[int, ...]:

@@ -48,6 +48,9 @@ class CompressionModel(nn.Module, ABC):
     # Decoder networks that run as exact integer networks when coding ({attribute: fractional
     # bits of its input}); the weights file stores them only in that form.
     integer_nets: ClassVar[dict[str, int]] = {}
+    # State-dict prefixes that only encoding or training reads: an archived release keeps only
+    # what decoding needs (`registry.decode_only`), so its weights file leaves these out.
+    encoder_params: ClassVar[tuple[str, ...]] = ()
     gain: GainTable  # the rate schedule: `levels` trained operating points and their lambdas
     max_effort: ClassVar[int] = 0  # highest encoder effort `code` accepts (see `runtime/refine.py`)
     # Qualities above this carry a fine layer on top of this quality's image (`nic/fine.py`);

@@ -56,6 +56,7 @@ def jpeg_round_trip(compact: torch.Tensor, quality: int) -> tuple[torch.Tensor, 
 class ComRecCNN(CompressionModel):
     downsampling = 2
     decode_cost = 9.0  # RecCNN: decode time per pixel / hyperprior's (one thread, 512x512)
+    encoder_params = ("com.",)  # ComCNN makes the compact image; decoding runs RecCNN
 
     def __init__(self, width: int = 64, rec_layers: int = 20, levels: int = 8,
                  lmbda_min: float = 1.0, lmbda_max: float = 1.0):

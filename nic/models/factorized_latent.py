@@ -20,6 +20,7 @@ from nic.runtime.integer import FRAC_BITS, coding_nets, export_nets
 
 class FactorizedLatentCodec(LatentModel):
     integer_nets = {"g_s": FRAC_BITS}
+    encoder_params = ("g_a.", "y_density.", "gain.")  # decoding reads only coding tensors
     y_density: FactorizedDensity
 
     @torch.no_grad()

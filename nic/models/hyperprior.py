@@ -1,4 +1,5 @@
-"""Mean-scale hyperprior (Minnen et al. 2018, without the serial context model): the default.
+"""Mean-scale hyperprior (Minnen et al. 2018, without the serial context model); `checkerboard.py`
+adds a two-pass context model on top of it.
 
     x -g_a-> y -h_a-> z -round-> ẑ -h_s-> (mu, log sigma)
     y·gain -round around mu-> ŷ_g  (Gaussian conditional, one of 64 integer tables per symbol)
@@ -32,6 +33,7 @@ class MeanScaleHyperprior(LatentModel):
     downsampling = 64  # the hyper-latent z's stride: input sides are padded to a multiple of this
     latent_stride = 16
     integer_nets = {"h_s": 0, "g_s": FRAC_BITS}
+    encoder_params = ("g_a.", "h_a.", "z_density.", "gain.")  # decoding reads only coding tensors
     context_nets: tuple[str, ...] = ()  # networks that read decoded symbols (see checkerboard.py)
     max_effort = max(EFFORTS)
     fine_from = FINE_FROM

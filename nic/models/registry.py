@@ -24,12 +24,16 @@ from nic.models.hyperprior import MeanScaleHyperprior
 from nic.runtime import store
 from nic.runtime.config_check import build_checked, check_config
 from nic.runtime.store import WEIGHTS_DIR, user_model_dir
-from nic.runtime.weights import deserialize, weights_hash
+from nic.runtime.weights import cut, cut_from, deserialize, identity
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "RETIRED", "ARCHITECTURES", "build", "user_model_dir", "available",
-           "unknown_model", "load"]
+__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "SHIPPED", "RETIRED", "ARCHITECTURES", "build", "user_model_dir",
+           "available", "unknown_model", "load"]
 
 DEFAULT_MODEL = "checkerboard"  # since 2026-12-07; "hyperprior" before, still shipped
+
+# The models whose current weights ship in the package (WEIGHTS_DIR), each with golden files
+# (scripts/make_golden.py); tests check the folder holds exactly these.
+SHIPPED = ("checkerboard", "hyperprior", "conv-ae", "comcnn")
 
 # Shipped models taken out of the package, and the model that replaces each. Their weights are
 # in the archive (`store.retire`): they no longer encode, but every file made with them decodes.
@@ -89,25 +93,37 @@ class LoadedModel:
     name: str
     model: CompressionModel
     weights_hash: bytes
+    decode_only: bool = False  # an archived release's cut (`decode_only`): it decodes, never encodes
 
 
 def from_bytes(name: str, data: bytes, source: str | None = None) -> LoadedModel:
     """Build model `name` from a weights file's bytes, its config checked before anything is
-    built; `source` (the file) is named in any error."""
+    built; `source` (the file) is named in any error. A decode-only cut loads without its
+    encoder, marked `decode_only`, under the hash of the full file it claims to be cut from."""
     what = source or f"model {name!r}"
     tensors, config = deserialize(data, what)
     config = check_config(config, ARCHITECTURES, what)
     model = build_checked(ARCHITECTURES[config.pop("architecture")], config, tensors, what)
     params = {k: v.float() for k, v in tensors.items() if not k.startswith("coding.")}
     missing, unexpected = model.load_state_dict(params, strict=False)
-    if unexpected or any(not k.startswith(model.integer_only) for k in missing):
+    decode_only = cut_from(data) is not None
+    absent = model.integer_only + (model.encoder_params if decode_only else ())
+    if unexpected or any(not k.startswith(absent) for k in missing):
         raise NicError(f"{what}: weights do not fit its architecture")
     model.eval()
     try:
         model.load_coding({k: v for k, v in tensors.items() if k.startswith("coding.")})
     except (KeyError, ValueError, RuntimeError, IndexError) as e:
         raise NicError(f"{what}: coding tensors missing or malformed ({type(e).__name__}: {e})") from None
-    return LoadedModel(name, model, weights_hash(data))
+    return LoadedModel(name, model, identity(data), decode_only)
+
+
+def decode_only(data: bytes, source: str = "the archived weights") -> bytes:
+    """What the archive keeps of full weights file `data`: its decode-only cut, without its
+    architecture's `encoder_params` (the file itself where the decoder reads every tensor)."""
+    _, config = deserialize(data, source)
+    drop = ARCHITECTURES[check_config(config, ARCHITECTURES, source)["architecture"]].encoder_params
+    return cut(data, drop) if drop else data
 
 
 @lru_cache(maxsize=8)
@@ -135,14 +151,12 @@ def _load_path(name: str, path: Path) -> LoadedModel:
 
 @lru_cache(maxsize=32)
 def _hash_cached(path: str, size: int, mtime_ns: int) -> bytes:
-    try:
-        return weights_hash(Path(path).read_bytes())
-    except OSError as e:
-        raise NicError(f"{path}: cannot read ({e.strerror})") from None
+    return store.verified_hash(Path(path))
 
 
 def weights_hash_of(path: Path) -> bytes:
-    """The hash of a weights file on disk (cached while the file is unchanged)."""
+    """The hash that .nic files made with a weights file on disk name, checked (a decode-only
+    cut's against its card: `store.verified_hash`), cached while the file is unchanged."""
     return _hash_cached(*_version(path))
 
 

@@ -3,12 +3,18 @@
 Layers that run as integer networks at coding time are stored only in that form.
 Other convolution kernels are stored in float16 (the round trip costs < 0.01 dB); GDN, densities,
 gains and every integer coding tensor keep their exact dtype.
+
+An archived release only ever decodes old files, so the archive keeps a decode-only cut of it
+(`cut`): the same file without the tensors that only encoding or training reads. The
+.nic files made with it name the full file's hash, so the cut records the full file's sha256
+in its metadata (`cut_from`); the store checks the cut against its card before believing it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from typing import TYPE_CHECKING
 
@@ -22,6 +28,7 @@ if TYPE_CHECKING:  # the runtime never imports an architecture; this is a type o
     from nic.models.base import CompressionModel
 
 FORMAT = "nic-weights-1"
+CUT_FROM = "decode_only_of"  # metadata of a decode-only cut: the sha256 (hex) of the full file
 
 
 def weights_hash(data: bytes) -> bytes:
@@ -55,6 +62,39 @@ def _canonical(data: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + data[8 + n:]
 
 
+def _metadata(data: bytes) -> dict[str, str]:
+    (n,) = struct.unpack_from("<Q", data)
+    return json.loads(data[8:8 + n]).get("__metadata__", {})
+
+
+def cut(data: bytes, drop: tuple[str, ...]) -> bytes:
+    """The decode-only cut of full weights file `data`: without the tensors under the state-dict
+    prefixes `drop` (what only encoding or training reads); every other tensor, the config and
+    the coding state are kept bit for bit, so decoding gives the same pixels."""
+    meta = _metadata(data)
+    if CUT_FROM in meta:
+        raise NicError(f"already a decode-only cut of {meta[CUT_FROM][:16]}")
+    tensors = {k: v for k, v in st_load(data).items() if not k.startswith(drop)}
+    return _canonical(st_save(tensors, metadata=meta | {CUT_FROM: hashlib.sha256(data).hexdigest()}))
+
+
+def cut_from(data: bytes) -> str | None:
+    """The sha256 (hex) of the full weights file that `data` is a decode-only cut of, as the cut
+    claims it (the store checks the claim); None for a full weights file."""
+    try:
+        claimed = _metadata(data).get(CUT_FROM)
+    except (struct.error, ValueError, AttributeError):
+        return None  # not a weights file at all: `deserialize` says so
+    return claimed if isinstance(claimed, str) and re.fullmatch(r"[0-9a-f]{64}", claimed) else None
+
+
+def identity(data: bytes) -> bytes:
+    """The weights hash that .nic files made with these weights carry: a full file's own, a
+    decode-only cut's claimed one (see `store.verified_hash` for the checked form)."""
+    claimed = cut_from(data)
+    return bytes.fromhex(claimed)[:8] if claimed else weights_hash(data)
+
+
 def deserialize(data: bytes, what: str) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, config) of a weights file; anything malformed is a one-line NicError."""
     try:
@@ -62,6 +102,8 @@ def deserialize(data: bytes, what: str) -> tuple[dict[str, torch.Tensor], dict]:
         meta = json.loads(data[8:8 + n])["__metadata__"]
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        if CUT_FROM in meta and cut_from(data) is None:
+            raise ValueError(f"a malformed {CUT_FROM!r}")
         return st_load(data), json.loads(meta["config"])
     except Exception as e:  # safetensors, struct, json and key errors all mean the same here
         raise NicError(f"{what}: not a nic weights file ({e})") from None

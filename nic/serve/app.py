@@ -1,7 +1,7 @@
 """`nic serve`: the compare page and its small JSON API (Starlette, served by uvicorn on 127.0.0.1).
 
     GET  /                          the page (static HTML/JS/CSS shipped with the package)
-    GET  /api/info                  samples, models, limits
+    GET  /api/info                  samples, models, the quality scale, limits: what the page offers
     POST /api/compare?quality=Q     body: the image file's bytes (or empty with &sample=NAME);
          /api/compare?bpp=B         also &model=NAME. Answers {"job": ID} at once, or {"error": ...}
     GET  /api/jobs/ID               progress, then the numbers
@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from nic.errors import NicError
 from nic.io import Picture, encode_image, read_image, read_image_bytes
 from nic.models import registry
-from nic.quality import DEFAULT_QUALITY, check_quality
+from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN, check_quality
 from nic.serve.compare import FILE_TYPES, compare
 from nic.serve.jobs import Busy, Job, Jobs
 
@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 STATIC, SAMPLES = HERE / "static", HERE / "samples"
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 2048 * 2048  # coding takes seconds per megapixel on a CPU: bigger uploads are refused
+MAX_BPP = 24  # a target size above raw 8-bit RGB asks for nothing
 Rate = tuple[int | None, float | None]  # (quality, bpp): exactly one is given
 
 
@@ -81,7 +82,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _rate(params) -> Rate:
     quality, bpp = params.get("quality"), params.get("bpp")
     if (quality is None) == (bpp is None):
-        raise BadRequest("give either quality (1-100) or bpp (a target size in bits per pixel)")
+        raise BadRequest(f"give either quality ({QUALITY_MIN}-{QUALITY_MAX}) or bpp (a target size in bits per pixel)")
     try:
         if quality is not None:
             return check_quality(int(quality)), None
@@ -90,8 +91,8 @@ def _rate(params) -> Rate:
         raise BadRequest(f"not a number: {quality if quality is not None else bpp!r}") from None
     except NicError as e:
         raise BadRequest(str(e)) from None
-    if not 0 < value <= 24:
-        raise BadRequest(f"bpp must be above 0 and at most 24, got {bpp}")
+    if not 0 < value <= MAX_BPP:
+        raise BadRequest(f"bpp must be above 0 and at most {MAX_BPP}, got {bpp}")
     return None, value
 
 
@@ -138,7 +139,8 @@ def create_app(workers: int = 1, queue: int = 4, max_pixels: int = MAX_PIXELS,
 
     async def info(request: Request) -> Response:
         return JSONResponse({"samples": samples(), "models": sorted(registry.available()),
-                             "default_model": registry.DEFAULT_MODEL, "default_quality": DEFAULT_QUALITY,
+                             "default_model": registry.DEFAULT_MODEL, "quality_min": QUALITY_MIN,
+                             "quality_max": QUALITY_MAX, "default_quality": DEFAULT_QUALITY, "max_bpp": MAX_BPP,
                              "max_upload_bytes": max_upload, "max_pixels": max_pixels,
                              "workers": workers, "queue": queue})
 

@@ -51,8 +51,10 @@ def init_from(model: CompressionModel, path: Path) -> None:
     if path.suffix == ".safetensors":
         if not path.exists():
             raise NicError(f"{path}: no such weights file")
-        loaded = from_bytes(path.stem, path.read_bytes()).model
-        theirs, their_cfg = loaded.state_dict(), loaded.config
+        loaded = from_bytes(path.stem, path.read_bytes())
+        if loaded.decode_only:
+            raise NicError(f"{path}: an archived release's decode-only weights (no encoder) cannot start a run")
+        theirs, their_cfg = loaded.model.state_dict(), loaded.model.config
     else:
         state = load_checkpoint(path)
         theirs, their_cfg = state["model"], state["config"]["model"]

@@ -9,18 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from nic.errors import NicError
+from nic.models.registry import ARCHITECTURES, DEFAULT_MODEL
+from nic.quality import STANDARD_QUALITIES
 
+# No default data: a run names its images (`nic train --data`, or data.sources in its config).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"architecture": "hyperprior"},  # the rest: the architecture's own defaults
-    "data": {"sources": ["../shared/data/train"], "crop": 128, "batch": 8, "max_side": 512,
+    # the default model's architecture (a shipped model is named after its own); the rest of the
+    # model section: the architecture's own defaults
+    "model": {"architecture": DEFAULT_MODEL},
+    "data": {"sources": [], "crop": 128, "batch": 8, "max_side": 512,
              "holdout": 0, "augment": "flip"},
     "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "hours": 0.0, "clip": 1.0,
               "metric": "mse", "balance": 0.5, "only": []},
     "run": {"seed": 0, "init": "", "device": "auto", "threads": 0, "precision": "auto",
             "channels_last": "auto", "compile": False, "log_every": 50,
             "checkpoint_every": 500,
-            "snapshot_every": 0, "eval_every": 0, "eval_dir": "../shared/data/kodak",
-            "eval_images": 4, "eval_qualities": [10, 50, 90]},
+            "snapshot_every": 0, "eval_every": 0, "eval_dir": "",
+            "eval_images": 4, "eval_qualities": list(STANDARD_QUALITIES)},
 }
 
 
@@ -68,8 +73,6 @@ def resolve(path: str | Path | None = None, overrides: list[str] = (),
 def _complete_model(cfg: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Check the model keys against the architecture and fill in its defaults, so the saved
     config says everything the run used."""
-    from nic.models.registry import ARCHITECTURES
-
     arch = cfg["model"].get("architecture")
     if arch not in ARCHITECTURES:
         raise NicError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")

@@ -1,5 +1,10 @@
 """`nic export`: a training run -> NAME.safetensors + NAME.json (the model card); weights it
-replaces (with --force) move to the archive, so files made with them still decode."""
+replaces (with --force) move to the archive, cut to what decoding needs, so files made with
+them still decode.
+
+A card travels (shipped weights go into the wheel), so it names no folder of the machine that
+trained: data sources by their names, the weights a run started from by their hash, a
+checkpoint it started from by its path relative to the exported run."""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import copy
 import hashlib
 import inspect
 import json
+import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +24,23 @@ import torch
 from nic.errors import NicError
 from nic.eval.rd import learned_points
 from nic.models.base import CompressionModel
-from nic.models.registry import from_bytes
+from nic.models.registry import decode_only, from_bytes
+from nic.quality import STANDARD_QUALITIES
 from nic.runtime.store import install, install_check
-from nic.runtime.weights import serialize
+from nic.runtime.weights import identity, serialize
 from nic.train.checkpoint import load_checkpoint, trained_model
 
-CARD_QUALITIES = [1, 10, 25, 50, 75, 90, 100]
 
-
-def _history(init: Path) -> list[dict]:
+def _history(init: Path, run: Path) -> list[dict]:
     """The training runs behind what a run started from, so that a card adds up every run, not
     just the last: a weights file's card history (or its one recorded run), or, for a run's
     checkpoint or snapshot, that run up to the checkpoint and whatever it started from. Where
     that cannot be read (the file is gone, or its card says nothing), one `untraced` entry says
-    so, and the card's total leaves it out rather than silently undercounting."""
+    so, and the card's total leaves it out rather than silently undercounting. Paths are shown
+    relative to `run`, the run being exported."""
     if not init.name:
         return []
-    untraced = [{"untraced": str(init)}]
+    untraced = [{"untraced": _relative(init, run)}]
     if init.suffix == ".safetensors":
         if not init.with_suffix(".json").is_file():
             return untraced
@@ -46,29 +53,49 @@ def _history(init: Path) -> list[dict]:
         state = load_checkpoint(init)  # a checkpoint file or a run folder, as run.init allows
     except NicError:
         return untraced
-    return _runs_behind(state)
+    return _runs_behind(state, run)
 
 
-def _runs_behind(state: dict[str, Any]) -> list[dict]:
+def _runs_behind(state: dict[str, Any], run: Path) -> list[dict]:
     """Every run behind a checkpoint's weights, oldest first, its own run last."""
-    return _history(Path(state["config"]["run"]["init"])) + [_run_record(state)]
+    return _history(Path(state["config"]["run"]["init"]), run) + [_run_record(state, run)]
 
 
-def _run_record(state: dict[str, Any]) -> dict:
+def _relative(path: Path, run: Path) -> str:
+    """`path` as a card shows it: relative to the exported run's folder."""
+    try:
+        return os.path.relpath(path.resolve(), run.resolve())
+    except ValueError:  # on another drive
+        return path.name
+
+
+def _started_from(init: str, run: Path) -> str:
+    """What a run started from, as a card shows it: nothing, the hash of a weights file (as .nic
+    headers name weights), or a checkpoint's path relative to the exported run."""
+    path = Path(init)
+    if not init:
+        return ""
+    if path.suffix == ".safetensors" and path.is_file():
+        return identity(path.read_bytes()).hex()
+    return _relative(path, run)
+
+
+def _run_record(state: dict[str, Any], run: Path) -> dict:
     """One run as a model card records it, from its checkpoint."""
     cfg = state["config"]
     return {
-        "data": cfg["data"]["sources"], "crop": cfg["data"]["crop"], "batch": cfg["data"]["batch"],
+        "data": [Path(s).name for s in cfg["data"]["sources"]], "crop": cfg["data"]["crop"],
+        "batch": cfg["data"]["batch"],
         "steps": state["step"], "wall_time_s": round(state["elapsed"], 1),
         "hardware": state["hardware"], "optimizer": cfg["optim"],
         "precision": f"{cfg['run'].get('precision', 'fp32')}"
                      f"{'+channels_last' if cfg['run'].get('channels_last') is True else ''}",
-        "init": cfg["run"]["init"], "held_out": cfg["data"].get("holdout", 0),
+        "init": _started_from(cfg["run"]["init"], run), "held_out": cfg["data"].get("holdout", 0),
     }
 
 
 def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force: bool = False,
-           qualities: list[int] = CARD_QUALITIES, note: str = "") -> dict:
+           qualities: Sequence[int] = STANDARD_QUALITIES, note: str = "") -> dict:
     """Export the run's latest checkpoint as model `name`, with RD points measured on `kodak`."""
     if not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
         raise NicError(f"model name {name!r}: use letters, digits, '-' and '_'")
@@ -79,7 +106,7 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
     model = trained_model(state).eval()
     config = file_config(model, cfg["model"]["architecture"])
     data = serialize(model, config)
-    history = _runs_behind(state)
+    history = _runs_behind(state, run)
     untraced = [r["untraced"] for r in history if "untraced" in r]
     module_doc = inspect.getdoc(sys.modules[type(model).__module__]) or ""
     card = {
@@ -103,7 +130,7 @@ def export(run: Path, name: str, out_dir: Path, kodak: Path | None = None, force
             raise NicError(f"{kodak}: no PNG images to measure the model card's RD points on")
         card["rd"] = {"data": kodak.name, "images": len(images), "metric": "RGB PSNR, bpp from file bytes",
                       "points": _points(name, data, images, qualities)}
-    archived = install(out_dir, name, data, (json.dumps(card, indent=2) + "\n").encode(), force)
+    archived = install(out_dir, name, data, (json.dumps(card, indent=2) + "\n").encode(), decode_only, force)
     return card | ({"archived": str(archived)} if archived else {})
 
 
@@ -125,7 +152,7 @@ def file_config(model: CompressionModel, architecture: str) -> dict[str, Any]:
     return {"architecture": architecture, **model.config}
 
 
-def _points(name: str, weights: bytes, images: list[Path], qualities: list[int]) -> list[dict]:
+def _points(name: str, weights: bytes, images: list[Path], qualities: Sequence[int]) -> list[dict]:
     """Mean bpp and PSNR per quality of a weights file, through the codec's real code path."""
     with torch.inference_mode():
         return learned_points(from_bytes(name, weights), images, qualities)

@@ -83,6 +83,11 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
     state = load_checkpoint(ckpt_path) if resume else None
     cfg = cfg or state["config"]
     dcfg, ocfg, rcfg = cfg["data"], cfg["optim"], cfg["run"]
+    if not dcfg["sources"]:
+        raise NicError("no training data: give image folders or a CIFAR-100 .tar.gz with --data, "
+                       "or data.sources in a --config")
+    if rcfg["eval_every"] and not rcfg["eval_dir"]:
+        raise NicError("run.eval_every needs run.eval_dir: a folder of PNGs to measure the weights on")
     if ocfg["hours"] and ocfg["warmup"] < 20:
         raise NicError("optim.hours needs optim.warmup of at least 20 steps: the run is timed in its second half")
     device = start_device(rcfg, world, int(os.environ.get("LOCAL_RANK", "0")))

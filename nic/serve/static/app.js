@@ -193,7 +193,9 @@ async function init() {
   $("sample").replaceChildren(...info.samples.map((s) => new Option(s, s)));
   $("model").replaceChildren(...info.models.map((m) => new Option(m, m)));
   $("model").value = info.default_model;
-  $("quality").value = info.default_quality;
+  // the quality scale and the size limit are the server's: nic.quality and nic serve's own
+  Object.assign($("quality"), {min: info.quality_min, max: info.quality_max, value: info.default_quality});
+  $("bpp").max = info.max_bpp;
   $("limits").textContent = `Any image Pillow reads, up to ${info.max_upload_bytes / 1048576} MB and ` +
     `${(info.max_pixels / 1e6).toFixed(1)} megapixels. It is coded on this machine and kept in memory only.`;
 
