@@ -1,10 +1,17 @@
-"""`nic serve` without a browser: the JSON API on real photos, bad uploads, limits, busy ports."""
+"""`nic serve` without a browser: the JSON API on real photos, bad uploads, limits, busy ports,
+slow clients, foreign pages, Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import re
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -19,7 +26,7 @@ from nic.eval.metrics import psnr, ssim_rgb
 from nic.io import read_image
 from nic.models import registry
 from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
-from nic.serve.app import bind, create_app
+from nic.serve.app import bind, create_app, serve
 from nic.serve.jobs import Jobs
 
 from .conftest import DATA, run_nic
@@ -27,9 +34,13 @@ from .conftest import DATA, run_nic
 PHOTO = DATA / "kodim05-crop.png"
 
 
+def _client(app) -> TestClient:
+    return TestClient(app, base_url="http://127.0.0.1")  # the server answers only for its own address
+
+
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(workers=1, queue=1, max_pixels=512 * 512, max_upload=200_000)) as c:
+    with _client(create_app(workers=1, queue=1, max_pixels=512 * 512, max_upload=200_000)) as c:
         yield c
 
 
@@ -147,7 +158,7 @@ def test_a_decompression_bomb_is_refused_before_decoding(client):
 
 
 def test_concurrency_is_bounded():
-    with TestClient(create_app(workers=1, queue=0)) as c:
+    with _client(create_app(workers=1, queue=0)) as c:
         first = _upload(c, PHOTO.read_bytes(), "quality=50")
         second = _upload(c, PHOTO.read_bytes(), "quality=50")
         assert first.status_code == 202
@@ -201,3 +212,148 @@ def test_a_busy_port_is_one_clear_line():
     assert cli.returncode == 1
     assert cli.stderr == f"nic: error: port {port} on 127.0.0.1 is busy (another server is using it); " \
                          "choose another with --port\n"
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_an_identical_result_has_a_null_psnr(client):
+    flat = _png(np.full((16, 24, 3), 128, np.uint8))  # WebP codes this exactly
+    job = _upload(client, flat, "quality=90").json()["job"]
+    assert _wait(client, job)["state"] == "done"
+    answer = client.get(f"/api/jobs/{job}")  # was HTTP 500: JSON has no infinity
+    assert answer.status_code == 200
+    coded = answer.json()["result"]["coded"]
+    source = np.full((16, 24, 3), 128, np.uint8)
+    identical = {c["key"] for c in coded if c["psnr"] is None}
+    assert identical, "no codec came back exact: the test shows nothing"
+    for c in coded:
+        data = client.get(f"/api/jobs/{job}/{c['key']}.{c['ext']}").content
+        decoded = codec.decode(data).rgb if c["key"] == "nic" else classic.decode(data)
+        assert (c["key"] in identical) == np.array_equal(decoded, source)
+    assert 'v === null ? "∞' in client.get("/static/app.js").text
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (10, 30)])
+def test_images_too_small_for_ssim_have_no_ssim(client, shape):
+    rng = np.random.default_rng(1)
+    job = _upload(client, _png(rng.integers(0, 256, (*shape, 3), np.uint8)), "quality=50").json()["job"]
+    status = _wait(client, job)
+    assert status["state"] == "done", status  # was an SSIM ValueError for a side of 1 px
+    assert all(c["ssim"] is None and c["psnr"] > 0 for c in status["result"]["coded"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workers": 0}, "--workers must be at least 1, got 0"),
+    ({"workers": -1}, "--workers must be at least 1, got -1"),
+    ({"queue": -1}, "--queue must be 0 or more, got -1"),
+])
+def test_bad_worker_and_queue_counts_are_one_line(kwargs, message):
+    with pytest.raises(NicError, match=f"^{message}$"):
+        serve(port=0, **kwargs)
+
+
+def test_bad_worker_count_on_the_command_line():
+    cli = run_nic("serve", "--port", "0", "--workers", "0")
+    assert (cli.returncode, cli.stderr) == (1, "nic: error: --workers must be at least 1, got 0\n")
+
+
+async def _post(app, chunks: list[bytes], complete: bool = True, query: str = "quality=50") -> tuple[int, dict]:
+    """POST /api/compare straight into the app (no socket), the client sending `chunks` and then,
+    unless `complete`, nothing more (a slow client): the answer's status and JSON."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/api/compare", "raw_path": b"/api/compare", "query_string": query.encode(),
+             "root_path": "", "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 50000),
+             "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+    if complete:
+        messages.append({"type": "http.request", "body": b"", "more_body": False})
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # never sends the rest
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+def test_slow_uploads_time_out_and_uploads_held_at_once_are_capped():
+    app = create_app(max_upload=1000, max_held=1500, upload_seconds=0.5)
+
+    async def scenario():
+        slow = asyncio.create_task(_post(app, [bytes(800)], complete=False))
+        await asyncio.sleep(0.1)
+        # the slow upload holds 800 bytes: 800 more would be over the cap of 1500
+        assert await _post(app, [bytes(800)]) == \
+            (503, {"error": "the server is busy receiving other uploads; try again in a moment"})
+        started = time.monotonic()
+        assert await slow == (408, {"error": "the upload did not arrive within 0.5 s"})
+        assert time.monotonic() - started < 1
+        # and what it held is given back: the same upload is read (and found not to be an image)
+        status, answer = await _post(app, [bytes(800)])
+        assert status == 400 and "not an image" in answer["error"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_busy_is_said_before_the_upload_is_read():
+    app = create_app(workers=1, queue=0)
+    gate = threading.Event()
+    app.state.comparisons.jobs.submit(lambda progress: gate.wait(10))
+    try:
+        # a client that never sends its body gets the answer at once: nothing was read or decoded
+        answer = asyncio.run(asyncio.wait_for(_post(app, [b"not an image"], complete=False), 5))
+        assert answer[0] == 503 and "busy" in answer[1]["error"]
+    finally:
+        gate.set()
+        app.state.comparisons.jobs.shutdown()
+
+
+def test_foreign_hosts_and_origins_are_refused():
+    with TestClient(create_app(port=8000), base_url="http://127.0.0.1:8000") as c:
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST:8000"):
+            assert c.get(f"http://{host}/api/info").status_code == 200, host
+        for host in ("evil.example:8000", "127.0.0.1.evil.example:8000", "127.0.0.1:9000", "localhost"):
+            answer = c.get(f"http://{host}/api/info")  # a DNS name rebound to 127.0.0.1, another port
+            assert answer.status_code == 403 and "answers only for localhost" in answer.json()["error"], host
+        # a foreign page's form post (text/plain needs no preflight) gets no job
+        cross = c.post("/api/compare?quality=50", content=PHOTO.read_bytes(),
+                       headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
+        assert cross.status_code == 403 and cross.json() == \
+            {"error": "cross-origin request from 'http://evil.example' refused"}
+        assert c.post("/api/compare?quality=50", headers={"Origin": "null"}).status_code == 403
+        # the page's own posts, and posts without an Origin (curl), go on to the checks
+        for headers in ({"Origin": "http://127.0.0.1:8000"}, {}):
+            own = c.post("/api/compare?quality=50", headers=headers)
+            assert own.status_code == 400 and own.json()["error"].startswith("no image"), headers
+    with TestClient(create_app(), base_url="http://localhost:5555") as c:  # the port unknown: any port
+        assert c.get("/api/info").status_code == 200
+
+
+def test_ctrl_c_stops_serve_without_waiting_for_the_comparison():
+    server = subprocess.Popen([sys.executable, "-m", "nic", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        address = server.stdout.readline()  # the sample is coding by now
+        port = int(re.fullmatch(r"nic serve: http://127.0.0.1:(\d+)/ \(Ctrl-C to stop\)\n", address)[1])
+        with socket.create_connection(("127.0.0.1", port)) as slow:  # and an upload is half-sent
+            slow.sendall(b"POST /api/compare?quality=50 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                         b"Content-Length: 100000\r\n\r\n%s" % (port, bytes(50_000)))
+            time.sleep(0.3)
+            started = time.monotonic()
+            server.send_signal(signal.SIGINT)
+            _, err = server.communicate(timeout=60)
+        assert time.monotonic() - started < 3  # was the rest of the comparison: 11 s here, 29-44 s for a photo
+        assert (server.returncode, err) == (130, "nic: interrupted\n")  # and no traceback for the upload
+    finally:
+        server.kill()
+        server.wait()

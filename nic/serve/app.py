@@ -7,22 +7,31 @@
     GET  /api/jobs/ID               progress, then the numbers
     GET  /api/jobs/ID/KEY.EXT       a result: original.png, nic.nic, nic.png, jpeg.jpg, jpeg.png, ...
 
-The image is uploaded as the raw request body, read under a byte limit as it streams in, and
-checked for its pixel count before it is decoded.
+The image is uploaded as the raw request body: refused at once when the server is busy, read
+under a byte limit, a time limit and a cap on all uploads held at once as it streams in, and
+checked for its pixel count before it is decoded. Only requests addressed to this machine's
+loopback names are answered, and only same-origin posts (DNS rebinding, cross-site forms).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
+import logging
+import os
 import re
 import socket
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -38,6 +47,9 @@ from nic.serve.jobs import Busy, Job, Jobs
 HERE = Path(__file__).resolve().parent
 STATIC, SAMPLES = HERE / "static", HERE / "samples"
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_HELD_BYTES = 4 * MAX_UPLOAD_BYTES  # all uploads in memory at once: slow clients cannot pile them up
+UPLOAD_SECONDS = 60.0  # a whole upload must arrive within this (25 MB over loopback takes well under 1 s)
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 MAX_PIXELS = 2048 * 2048  # coding takes seconds per megapixel on a CPU: bigger uploads are refused
 MAX_BPP = 24  # a target size above raw 8-bit RGB asks for nothing
 Rate = tuple[int | None, float | None]  # (quality, bpp): exactly one is given
@@ -65,18 +77,82 @@ def _stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or "image"
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_big = BadRequest(f"the upload is over the limit of {limit // (1024 * 1024)} MB", 413)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+class Uploads:
+    """Reads request bodies under a per-upload limit, a time limit, and a cap on the bytes that all
+    uploads hold at once, counted as they stream in (the server runs them on one event loop)."""
+
+    def __init__(self, limit: int, cap: int, seconds: float):
+        self.limit, self.cap, self.seconds, self.held = limit, cap, seconds, 0
+
+    @contextlib.asynccontextmanager
+    async def read(self, request: Request) -> AsyncIterator[bytes]:
+        """The body, counted against the cap until the block ends (the caller decodes it there)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            raise self._too_big()
+        chunks: list[bytes] = []
+        try:
+            try:
+                async with asyncio.timeout(self.seconds):
+                    await self._receive(request, chunks)
+            except TimeoutError:
+                raise BadRequest(f"the upload did not arrive within {self.seconds:g} s", 408) from None
+            yield b"".join(chunks)
+        finally:
+            self.held -= sum(map(len, chunks))
+
+    async def _receive(self, request: Request, chunks: list[bytes]) -> None:
+        size = 0
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            self.held += len(chunk)
+            if size > self.limit:
+                raise self._too_big()
+            if self.held > self.cap:
+                raise BadRequest("the server is busy receiving other uploads; try again in a moment", 503)
+
+    def _too_big(self) -> BadRequest:
+        return BadRequest(f"the upload is over the limit of {self.limit // (1024 * 1024)} MB", 413)
+
+
+def _host(host: str) -> tuple[str, str]:
+    """(name, port) of a Host header; the port is "" when absent."""
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        return name.lower() + "]", rest.removeprefix(":")
+    name, _, port = host.partition(":")
+    return name.lower(), port
+
+
+def _foreign(headers: Headers, method: str, port: int | None) -> str:
+    """Why a request is refused, or "": its Host must name this machine's loopback (and `port`, when
+    known), and a post's Origin, when sent, must be the page's own."""
+    host = headers.get("host", "")
+    name, given = _host(host)
+    ports = {str(port), ""} if port == 80 else {str(port)}  # browsers leave the default port out
+    if name not in LOCAL_HOSTS or (port is not None and given not in ports):
+        return f"this server answers only for {', '.join(LOCAL_HOSTS)} on its own port, not {host!r}"
+    origin = headers.get("origin")
+    if method not in ("GET", "HEAD") and origin is not None and origin != f"http://{host}":
+        return f"cross-origin request from {origin!r} refused"
+    return ""
+
+
+class LocalOnly:
+    """Answers 403 to requests that a foreign web page makes through the browser of the person
+    running the server: a rebound DNS name in Host, or another site's Origin on a post."""
+
+    def __init__(self, app, port: int | None = None):
+        self.app, self.port = app, port
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            refusal = _foreign(Headers(scope=scope), scope["method"], self.port)
+            if refusal:
+                await JSONResponse({"error": refusal}, 403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _rate(params) -> Rate:
@@ -132,9 +208,12 @@ class Comparisons:
 
 
 def create_app(workers: int = 1, queue: int = 4, max_pixels: int = MAX_PIXELS,
-               max_upload: int = MAX_UPLOAD_BYTES) -> Starlette:
+               max_upload: int = MAX_UPLOAD_BYTES, max_held: int = MAX_HELD_BYTES,
+               upload_seconds: float = UPLOAD_SECONDS, port: int | None = None) -> Starlette:
+    """The app; `port`, when given, is the only one a request's Host may name."""
     comparisons = Comparisons(workers, queue)
     jobs = comparisons.jobs
+    uploads = Uploads(max_upload, max_held, upload_seconds)
     reading = asyncio.Semaphore(2)  # decoding uploads is bounded too, apart from the coding jobs
 
     async def info(request: Request) -> Response:
@@ -148,18 +227,20 @@ def create_app(workers: int = 1, queue: int = 4, max_pixels: int = MAX_PIXELS,
         try:
             rate = _rate(request.query_params)
             model = _model(request.query_params)
-            body = await _read_body(request, max_upload)
             sample = request.query_params.get("sample")
             if sample is not None:
                 if sample not in samples():
                     raise BadRequest(f"no sample called {sample!r}")
                 job = comparisons.sample(sample, rate, model)
-            elif not body:
-                raise BadRequest("no image: drop or pick a file, or take a sample")
             else:
-                name = unquote(request.headers.get("x-filename", "")) or "upload"
-                async with reading:
-                    picture = await run_in_threadpool(read_image_bytes, body, name, max_pixels)
+                jobs.check()  # busy: say so before reading or decoding anything
+                async with uploads.read(request) as body:
+                    if not body:
+                        raise BadRequest("no image: drop or pick a file, or take a sample")
+                    name = unquote(request.headers.get("x-filename", "")) or "upload"
+                    async with reading:
+                        jobs.check()  # it may have filled while the upload streamed in
+                        picture = await run_in_threadpool(read_image_bytes, body, name, max_pixels)
                 job = comparisons.upload(name, picture, rate, model)
         except BadRequest as e:
             return JSONResponse({"error": str(e)}, e.status)
@@ -210,7 +291,7 @@ def create_app(workers: int = 1, queue: int = 4, max_pixels: int = MAX_PIXELS,
         Route("/api/jobs/{job}", status),
         Route("/api/jobs/{job}/{name}", file),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ])
+    ], middleware=[Middleware(LocalOnly, port=port)])
     app.state.comparisons = comparisons
     return app
 
@@ -233,19 +314,44 @@ def bind(port: int) -> socket.socket:
     return sock
 
 
+class _QuietStop(logging.Filter):
+    """Drops uvicorn's tracebacks for the requests that stopping cancels (a slow upload still open
+    a second after Ctrl-C): cancelling them is the point, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cancelled = record.exc_info is not None and isinstance(record.exc_info[1], asyncio.CancelledError)
+        return not cancelled and "graceful shutdown exceeded" not in record.getMessage()
+
+
 def serve(port: int = 8000, workers: int = 1, queue: int = 4) -> None:
     """Serve the compare page until interrupted; prints the address once it is ready."""
     import uvicorn
 
+    if workers < 1:
+        raise NicError(f"--workers must be at least 1, got {workers}")
+    if queue < 0:
+        raise NicError(f"--queue must be 0 or more, got {queue}")
     sock = bind(port)
     registry.load(registry.DEFAULT_MODEL)  # load the default model now, not during the first request
-    app = create_app(workers, queue)
+    app = create_app(workers, queue, port=sock.getsockname()[1])
+    jobs = app.state.comparisons.jobs
     if samples():  # the page opens on the first sample: start coding it now
         app.state.comparisons.sample(samples()[0], (DEFAULT_QUALITY, None), registry.DEFAULT_MODEL)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # open requests get a second to finish once stopped: a slow upload does not hold the exit
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1))
+    logging.getLogger("uvicorn.error").addFilter(_QuietStop())
     print(f"nic serve: http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        jobs.shutdown()  # queued comparisons are dropped
+        if jobs.running():
+            # Python would wait at exit for the comparison in its worker thread (up to a minute);
+            # it writes no file and keeps nothing worth waiting for, so the process ends now
+            print("nic: interrupted", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(130)
+        raise
     finally:
-        app.state.comparisons.jobs.shutdown()
+        jobs.shutdown()
         sock.close()

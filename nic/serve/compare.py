@@ -4,10 +4,13 @@ nic codes the picture exactly as `nic compress` / `nic decompress` do (codec.enc
 codec.encode_to_size, then codec.decode); each classic codec takes
 the setting whose file is the largest not above nic's (the matched-size search of `nic eval`,
 classic.largest_under). Every number comes from those bytes and their decoded pixels.
+In the JSON summary a PSNR is null when the pixels came back identical (it is infinite), and an
+SSIM is null for a picture with a side under SSIM's 11-pixel window (it would not be SSIM).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +26,7 @@ from nic.quality import DEFAULT_QUALITY
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, the step starting now)
 CLASSICS = ("jpeg", "webp", "avif")
+SSIM_WINDOW = 11  # the side of ssim_rgb's Gaussian window
 FILE_TYPES = {"nic": ("nic", "application/octet-stream"), "jpeg": ("jpg", "image/jpeg"),
               "webp": ("webp", "image/webp"), "avif": ("avif", "image/avif")}
 
@@ -37,12 +41,14 @@ class Coded:
     data: bytes
     decoded: Picture
     bpp: float
-    psnr: float
-    ssim: float
+    psnr: float  # inf when the pixels are identical
+    ssim: float | None  # None when the picture is too small for the window
 
     def summary(self) -> dict:
+        """For JSON, which has no infinity: an identical picture's PSNR is None."""
         return {"key": self.key, "label": self.label, "setting": self.setting, "bytes": len(self.data),
-                "bpp": self.bpp, "psnr": self.psnr, "ssim": self.ssim, "ext": FILE_TYPES[self.key][0]}
+                "bpp": self.bpp, "psnr": self.psnr if math.isfinite(self.psnr) else None, "ssim": self.ssim,
+                "ext": FILE_TYPES[self.key][0]}
 
 
 @dataclass
@@ -67,8 +73,9 @@ class Comparison:
 def _score(key: str, label: str, setting: str, data: bytes, source: np.ndarray, decoded: Picture) -> Coded:
     rgb = decoded.rgb
     pixels = source.shape[0] * source.shape[1]
+    small = min(source.shape[:2]) < SSIM_WINDOW
     return Coded(key, label, setting, data, decoded, len(data) * 8 / pixels,
-                 psnr(source, rgb), ssim_rgb(source, rgb))
+                 psnr(source, rgb), None if small else ssim_rgb(source, rgb))
 
 
 def _nic(data: bytes, source: np.ndarray) -> Coded:

@@ -60,12 +60,25 @@ class Jobs:
     def _pending(self) -> int:
         return sum(j.state in ("queued", "running") for j in self._jobs.values())
 
+    def _check(self) -> None:
+        if self._pending() >= self.workers + self.queue:
+            raise Busy(f"the server is busy ({self.workers + self.queue} comparisons running or waiting); "
+                       "try again in a moment")
+
+    def check(self) -> None:
+        """Raise Busy if a job submitted now would be refused: asked before an upload is read."""
+        with self._lock:
+            self._check()
+
+    def running(self) -> bool:
+        """Whether a job is being worked on now."""
+        with self._lock:
+            return any(j.state == "running" for j in self._jobs.values())
+
     def submit(self, work: Callable[[Progress], Any]) -> Job:
         """Queue `work(progress)`; its return value becomes the job's result."""
         with self._lock:
-            if self._pending() >= self.workers + self.queue:
-                raise Busy(f"the server is busy ({self.workers + self.queue} comparisons running or waiting); "
-                           "try again in a moment")
+            self._check()
             job = Job(uuid.uuid4().hex)
             self._jobs[job.id] = job
             self._forget_old()

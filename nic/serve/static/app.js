@@ -88,8 +88,8 @@ async function poll(id, ticket) {
 const fmt = {
   bytes: (v) => v.toLocaleString("en-US"),
   bpp: (v) => v.toFixed(3),
-  psnr: (v) => (Number.isFinite(v) ? v.toFixed(2) : "∞"),
-  ssim: (v) => v.toFixed(4),
+  psnr: (v) => (v === null ? "∞ (identical)" : v.toFixed(2)),  // JSON has no infinity: null means identical
+  ssim: (v) => (v === null ? "n/a" : v.toFixed(4)),  // null: the image is too small for SSIM's window
 };
 
 function link(href, text) {
