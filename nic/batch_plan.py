@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from nic import container
+from nic import container, writes
 from nic.errors import NicError
 from nic.io import max_pixels
 from nic.models import registry
@@ -74,8 +74,9 @@ def decide(kind: str, found: list[tuple[Path, Path]], src_dir: Path, out_dir: Pa
         elif in_place and force:
             decisions.append(Decision(src, dst, "refuse", f"{dst}: exists in the input folder; nic never "
                                                           "replaces its inputs' folder files, even with --force"))
-        elif force:
-            decisions.append(Decision(src, dst, "write"))
+        elif force:  # a symlink, device or FIFO is refused now, not by the worker
+            problem = writes.not_replaceable(dst)
+            decisions.append(Decision(src, dst, "refuse", problem) if problem else Decision(src, dst, "write"))
         else:
             why = _differs(kind, src, dst, options) if dst.is_file() else "is not a regular file"
             decisions.append(Decision(src, dst, "skip") if why is None else Decision(

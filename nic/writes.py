@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -38,14 +39,34 @@ def check_folder(folder: Path) -> None:
         raise NicError(f"{folder}: cannot write here ({problem})")
 
 
+def not_replaceable(path: Path) -> str | None:
+    """Why an existing `path` may not be replaced even with --force, or None. A rename over a
+    device, a FIFO or a socket would remove it (as root, /dev/null), and one over a symlink
+    would cut the link, so only regular files are ever replaced."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:  # not there (any more): nothing to replace
+        return None
+    if stat.S_ISLNK(mode):
+        return f"{path}: already exists and is a symbolic link; nic replaces only regular files, even with --force"
+    if stat.S_ISDIR(mode):
+        return f"{path}: is a directory"
+    if not stat.S_ISREG(mode):
+        return (f"{path}: already exists and is not a regular file (a device, FIFO or socket); "
+                "nic replaces only regular files, even with --force")
+    return None
+
+
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Refuse, before any work is done: an output that exists without --force (a dangling
-    symlink too), a folder, a missing folder, a folder on a read-only or full disk."""
+    """Refuse, before any work is done: an output that exists without --force, anything but
+    a regular file even with it (a symlink, a device, a FIFO, a folder), a missing folder, a
+    folder on a read-only or full disk."""
     path = Path(path)
+    problem = not_replaceable(path)
+    if problem:
+        raise NicError(problem)
     if os.path.lexists(path) and not force:
         raise NicError(f"{path}: already exists (use --force to overwrite)")
-    if path.is_dir():
-        raise NicError(f"{path}: is a directory")
     if not path.parent.is_dir():
         raise NicError(f"{path.parent}: no such directory")
     check_folder(path.parent)
@@ -114,6 +135,9 @@ def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> N
             f.flush()
             os.fsync(f.fileno())
         if force:
+            problem = not_replaceable(path)  # again: it may have changed during the work
+            if problem:
+                raise NicError(problem)
             os.replace(tmp, path)
         else:
             _publish(tmp, path)

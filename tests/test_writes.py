@@ -5,6 +5,7 @@ take the file is reported in one line, before the work where that can be known."
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nic import cli, codec, writes
+from nic import batch_plan, cli, codec, writes
 from nic.errors import NicError
 from tests.conftest import DATA, run_nic
 
@@ -87,3 +88,48 @@ def test_read_only_or_full_disk_is_reported_before_the_work(workdir, monkeypatch
     monkeypatch.chdir(workdir)
     assert cli.main(["compress", "photo.png", "-o", "out.nic"]) == 1
     assert capsys.readouterr().err == f"nic: error: .: cannot write here ({message})\n"
+
+
+def _special(kind: str, path: Path, elsewhere: Path) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        elsewhere.write_bytes(b"theirs")
+        path.symlink_to(elsewhere)
+    else:  # a character device: the same one as /dev/null, which only root may make
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device needs root")
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+def test_only_regular_files_are_replaced_even_with_force(workdir, monkeypatch, capsys, kind):
+    out = workdir / "out.nic"
+    _special(kind, out, workdir / "theirs.nic")
+    before = out.lstat()
+    monkeypatch.chdir(workdir)
+    assert cli.main(["compress", "photo.png", "-o", "out.nic", "--force"]) == 1
+    err = capsys.readouterr().err
+    what = "is a symbolic link" if kind == "symlink" else "is not a regular file (a device, FIFO or socket)"
+    assert err == (f"nic: error: out.nic: already exists and {what}; "
+                   "nic replaces only regular files, even with --force\n")
+    after = out.lstat()
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
+    assert not list(workdir.glob(".*.tmp"))
+    if kind == "symlink":
+        assert (workdir / "theirs.nic").read_bytes() == b"theirs"
+    with pytest.raises(NicError, match="nic replaces only regular files"):  # nor by a write that was checked before
+        writes.atomic_write(out, b"mine", force=True)
+
+
+@pytest.mark.fast
+def test_a_batch_with_force_refuses_a_fifo_output_up_front(workdir):
+    src, out = workdir / "photos", workdir / "packed"
+    src.mkdir()
+    out.mkdir()
+    os.mkfifo(out / "photo.nic")  # never read (it would block) nor replaced
+    [decision] = batch_plan.decide("compress", [(src / "photo.png", out / "photo.nic")], src, out, {"force": True})
+    assert decision.action == "refuse" and "is not a regular file" in decision.reason
+    assert stat.S_ISFIFO((out / "photo.nic").lstat().st_mode)
