@@ -148,6 +148,10 @@ def _eval(args: argparse.Namespace) -> None:
     report.write(out, plan, outcome)
     print(f"{out}: {len(plan.images)} images, {len(outcome.records)} results ({outcome.reused} reused, "
           f"{outcome.measured} measured) in {outcome.seconds:.0f} s; see {out / 'report.html'}")
+    if outcome.failed:
+        first = {f["image"]: f"{f['image']} ({f['codec']}: {f['error']})" for f in reversed(outcome.failed)}
+        raise NicError(f"{len(first)} image(s) failed and are left out of the report (see it for each codec): "
+                       + "; ".join(sorted(first.values())[:3]))
 
 
 def _serve(args: argparse.Namespace) -> None:

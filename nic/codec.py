@@ -50,8 +50,12 @@ def _decode_alpha(data: bytes, height: int, width: int) -> np.ndarray:
 
 
 def resolve_model(model: str | LoadedModel | None) -> LoadedModel:
-    """The model to encode with; an archived release's decode-only weights are refused."""
+    """The model to encode with; a name no header can hold and an archived release's decode-only
+    weights are refused before any work."""
     lm = model if isinstance(model, LoadedModel) else registry.load(model or registry.DEFAULT_MODEL)
+    if not container.is_model_name(lm.name):  # said now, not after the whole image is coded
+        raise NicError(f"model name {lm.name!r} cannot be written into a .nic file: a model name is 1 to 255 "
+                       "letters, digits, '-' and '_'; rename its weights file and model card")
     if lm.decode_only:
         raise NicError(f"model {lm.name!r} with weights {lm.weights_hash.hex()} is an archived release, kept only "
                        "to decode the files made with it: it cannot encode")

@@ -14,6 +14,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from nic.errors import FormatError, NicError
 from nic.quality import QUALITY_MAX, QUALITY_MIN
@@ -35,6 +36,7 @@ _SECTION = struct.Struct("<BI")  # kind, length
 _COUNT = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 FLAG_GREY = 1
+_CHUNK = 1 << 24  # bytes read at a time by read_bounded
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
@@ -54,6 +56,11 @@ class Header:
     version: int = VERSION
 
 
+def is_model_name(name: str) -> bool:
+    """Whether a header can hold `name`: 1 to 255 letters, digits, '-' and '_'."""
+    return 0 < len(name) < 256 and set(name) <= _NAME_CHARS
+
+
 def check(h: Header, flags: int = 0, max_pixels: int | None = None) -> None:
     """Every header rule of docs/FORMAT.md but the section table's: FormatError if one fails.
     The pixel limit is checked when given (decoders pass theirs)."""
@@ -62,7 +69,7 @@ def check(h: Header, flags: int = 0, max_pixels: int | None = None) -> None:
                           f"{', '.join(map(str, READABLE))})")
     if flags & ~FLAG_GREY:
         raise FormatError(f"header sets reserved flag bits ({flags:#04x})")
-    if not 0 < len(h.model) < 256 or not set(h.model) <= _NAME_CHARS:
+    if not is_model_name(h.model):
         raise FormatError(f"model name {h.model!r} in header is not a model name")
     if len(h.weights_hash) != 8:
         raise FormatError("weights hash in header is not 8 bytes")
@@ -169,24 +176,42 @@ def max_file_size(max_pixels: int) -> int:
     return 16 * max_pixels + (1 << 20)
 
 
+def read_bounded(f: BinaryIO, limit: int) -> bytes:
+    """The rest of `f`, or a FormatError if that is over `limit` bytes: told by its size before
+    anything is read where `f` can seek (a huge file), else by what arrives. Read in chunks, so a
+    large bound allocates nothing until bytes arrive (`f.read(limit + 1)` would allocate it all)."""
+    too_large = FormatError(f"larger than any .nic file within the pixel limit ({limit} bytes)")
+    step = _CHUNK
+    if f.seekable():
+        here = f.tell()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(here)
+        if end - here > limit:
+            raise too_large
+        step = end - here + 1  # what is there, in one read
+    chunks, size = [], 0
+    while chunk := f.read(min(step, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+    return b"".join(chunks)
+
+
 def read(path: str | os.PathLike, max_pixels: int) -> bytes:
     """The bytes of a .nic file, refusing what is not a regular file or is larger than any
-    .nic file within the pixel limit can be (/dev/zero, a FIFO, a huge file), before reading
-    without bound."""
+    .nic file within the pixel limit can be (/dev/zero, a FIFO, a huge file) before reading it."""
     path = Path(path)
     try:
         with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NONBLOCK)) as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise NicError(f"{path}: not a regular file")
-            limit = max_file_size(max_pixels)
-            data = f.read(limit + 1)
+            return read_bounded(f, max_file_size(max_pixels))
+    except FormatError as e:
+        raise FormatError(f"{path}: {e}") from None
     except FileNotFoundError:
         raise NicError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise NicError(f"{path}: is a directory") from None
     except OSError as e:
         raise NicError(f"{path}: cannot read ({e.strerror})") from None
-    if len(data) > limit:
-        raise FormatError(f"{path}: larger than any .nic file within the pixel limit ({limit} bytes)")
-    return data

@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from nic.errors import NicError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
                   ".avif", ".jp2", ".heic", ".jxl", ".tga")  # what folder-walking commands pick up
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 Mpx, e.g. 8192 x 8192 (coding needs ~55 bytes per pixel)
+LARGEST_MAX_PIXELS = 1 << 36  # 69 Gpx, terabytes to code: a larger NIC_MAX_PIXELS is a typo, not a plan
 _SRGB = ImageCms.createProfile("sRGB")
+_T = Image.Transpose
+_UPRIGHT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
+            7: _T.TRANSVERSE, 8: _T.ROTATE_90}  # what turns each EXIF orientation upright, as exif_transpose does
 
 
 def max_pixels() -> int:
@@ -34,8 +38,8 @@ def max_pixels() -> int:
         limit = int(value) if value else DEFAULT_MAX_PIXELS
     except ValueError:
         raise NicError(f"NIC_MAX_PIXELS must be an integer, got {value!r}") from None
-    if limit < 1:
-        raise NicError(f"NIC_MAX_PIXELS must be positive, got {value!r}")
+    if not 1 <= limit <= LARGEST_MAX_PIXELS:
+        raise NicError(f"NIC_MAX_PIXELS must be from 1 to {LARGEST_MAX_PIXELS}, got {value!r}")
     return limit
 
 
@@ -158,6 +162,26 @@ def _deep_grey(img: Image.Image) -> np.ndarray:
     return _from_sixteen_bits(a, f"{img.mode} image")
 
 
+def _key_alpha(img: Image.Image) -> np.ndarray | None:
+    """The alpha plane of a deep grey image's colour key (a PNG tRNS sample): 0 where it matches."""
+    key = img.info.get("transparency")
+    if not isinstance(key, int) or img.mode == "F":
+        return None
+    alpha = np.where(np.asarray(img) == key, 0, 255).astype(np.uint8)
+    return None if alpha.min() == 255 else alpha
+
+
+def _keyed(img: Image.Image, sixteen: bool) -> Image.Image:
+    """A colour-keyed image (PNG tRNS on grey or RGB) as grey+alpha or RGBA, so the key is kept
+    as alpha. A 16-bit colour key no longer matches once Pillow has cut the pixels to 8 bits:
+    that key is dropped aloud."""
+    if sixteen:
+        warnings.warn("the colour key (tRNS) of a 16-bit colour image is not kept: it is coded opaque",
+                      stacklevel=3)
+        return img
+    return img.convert("RGBA" if img.mode == "RGB" else "LA")
+
+
 def _is_sixteen_bit(img: Image.Image) -> bool:
     """Whether Pillow will reduce a 16-bit colour file to 8 bits as it loads it (known only
     before `load()`, from the raw mode of its tiles, e.g. RGB;16B for a 16-bit RGB PNG)."""
@@ -172,17 +196,24 @@ def picture_from_pil(img: Image.Image, sixteen: bool | None = None) -> Picture:
     """Normalise any Pillow image: orientation, frames, ICC profile, palette, CMYK, 16-bit, alpha.
 
     `sixteen`: whether the file was 16-bit colour (found before loading; see `_is_sixteen_bit`)."""
+    if img.width < 1 or img.height < 1:
+        raise NicError(f"cannot code an image of {img.width}x{img.height} pixels")
     if getattr(img, "n_frames", 1) > 1:
         warnings.warn(f"image has {img.n_frames} frames: only the first is coded", stacklevel=2)
     orientation = _orientation(img)
     sixteen = _is_sixteen_bit(img) if sixteen is None else sixteen
-    img = ImageOps.exif_transpose(img) or img
+    if orientation != 1:  # not exif_transpose: it rewrites the EXIF, which fails on damaged blocks
+        img = img.transpose(_UPRIGHT[orientation])
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return Picture(_deep_grey(img)[:, :, None], bit_depth=16, orientation=orientation)
+        return Picture(_deep_grey(img)[:, :, None], _key_alpha(img), bit_depth=16, orientation=orientation)
     if sixteen:
         warnings.warn(f"16-bit {mode} image reduced to 8 bits per channel", stacklevel=2)
-    if mode == "P":
+    if mode in ("La", "RGBa"):  # premultiplied: Pillow divides the alpha back out
+        img = img.convert(mode.upper())
+    elif mode in ("1", "L", "RGB") and "transparency" in img.info:
+        img = _keyed(img, sixteen)
+    elif mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode == "PA":
         img = img.convert("RGBA")
@@ -283,13 +314,27 @@ def _read(source: BinaryIO, name: str, limit: int | None) -> Picture:
         raise NicError(f"{name}: image is over the limit of {limit} pixels") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise NicError(f"{name}: cannot read image ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # damaged files make Pillow and its plugins raise almost anything
+        raise NicError(f"{name}: cannot read image ({type(e).__name__}: {e})") from None
+
+
+# Pillow's options for formats that can keep every pixel but do not by default.
+_LOSSLESS = {"PNG": {"compress_level": 1}, "WEBP": {"lossless": True, "exact": True}}
 
 
 def encode_image(picture: Picture, fmt: str = "PNG") -> bytes:
-    """Encode a Picture to bytes in a Pillow format (PNG unless the output name says other).
+    """Encode a Picture to bytes in a Pillow format (PNG unless the output name says other),
+    keeping every pixel where the format can: WebP is written lossless, with the colour under
+    transparent pixels kept. GIF holds 256 colours: more are quantized, with a warning.
 
     PNG is written at zlib level 1: 4x faster than Pillow's default level 6 (0.03 s instead of
     0.15 s at 768x512, longer than the decode itself), for files 5-30% larger."""
+    img = picture.to_pil()
+    if fmt == "GIF" and img.getcolors(256) is None:
+        warnings.warn("GIF holds at most 256 colours: this image has more and is quantized to 256 "
+                      "(write .png or .webp to keep every pixel)", stacklevel=2)
     buf = io.BytesIO()
-    picture.to_pil().save(buf, format=fmt, **({"compress_level": 1} if fmt == "PNG" else {}))
+    img.save(buf, format=fmt, **_LOSSLESS.get(fmt, {}))
     return buf.getvalue()

@@ -43,11 +43,8 @@ class NicImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         assert self.fp is not None
-        limit = container.max_file_size(max_pixels())
-        data = self.fp.read(limit + 1)  # bounded, as every .nic read is
         try:
-            if len(data) > limit:
-                raise NicError("larger than any .nic file within the pixel limit")
+            data = container.read_bounded(self.fp, container.max_file_size(max_pixels()))  # as every .nic read
             header, _ = container.unpack(data, max_pixels())
         except NicError as e:
             # Not SyntaxError: Image.open would swallow the reason into "cannot identify image file".
@@ -83,6 +80,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from nic import compress
 
     options = im.encoderinfo
+    if options.get("quality") is not None and options.get("bpp") is not None:
+        raise ValueError("cannot write .nic: give quality or bpp, not both (bpp picks the quality)")
     try:
         data = compress(im, quality=options.get("quality", DEFAULT_QUALITY),
                         model=options.get("model"), bpp=options.get("bpp"), effort=options.get("effort", 0))

@@ -199,3 +199,18 @@ def test_a_command_whose_extra_is_missing_names_it_in_one_line(workdir, command)
                        timeout=60)
     assert_clean_failure(r, workdir, before, f"nic {command[0]} needs the {command[0]} extra")
     assert r.stderr.rstrip().endswith(f"pip install 'nic[{command[0]}]'")
+
+
+@pytest.mark.fast
+def test_decompress_to_webp_keeps_every_pixel_and_gif_says_it_quantizes(tmp_path, photo, capsys):
+    from nic.cli import main
+
+    rgba = np.dstack([photo, np.where(np.arange(photo.shape[1]) < 20, 0, 255).astype(np.uint8)[None].repeat(96, 0)])
+    (tmp_path / "p.nic").write_bytes(nic.compress(rgba, quality=30))
+    for out in ("p.png", "p.webp", "p.gif"):
+        assert main(["decompress", str(tmp_path / "p.nic"), "-o", str(tmp_path / out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nic: warning: GIF holds at most 256 colours: this image has more and is quantized to 256 "
+                   "(write .png or .webp to keep every pixel)"], err
+    png, webp = Image.open(tmp_path / "p.png"), Image.open(tmp_path / "p.webp")
+    assert webp.mode == "RGBA" and np.array_equal(np.asarray(png), np.asarray(webp))  # colour under alpha 0 too

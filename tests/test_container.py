@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zlib
 
 import pytest
+from PIL import Image, UnidentifiedImageError
 
+import nic  # noqa: F401  (registers the Pillow plugin)
 from nic import container
+from nic.cli import main
 from nic.container import Header
-from nic.errors import FormatError
+from nic.errors import FormatError, NicError
+from nic.io import max_pixels
 
 pytestmark = pytest.mark.fast
 
@@ -129,3 +134,55 @@ def test_reserved_bits_and_unknown_sections_are_refused(damage, message):
     assert data[45] == 0 and data[50] == 1  # the section table starts at 31 + 10 + 4: kinds at 45, 50
     with pytest.raises(FormatError, match=message):
         container.unpack(refresh_crc(damage(data)[:-4]))
+
+
+def _peak_bytes(action) -> int:
+    """The most memory Python allocated while `action` ran (it must raise NicError or return)."""
+    tracemalloc.start()
+    try:
+        try:
+            action()
+        except NicError:
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_file_is_refused_by_its_size_before_it_is_read(tmp_path):
+    huge = tmp_path / "huge.nic"
+    with open(huge, "wb") as f:  # sparse: 2 GB that take no disk
+        f.write(container.MAGIC)
+        f.truncate(2 << 30)
+    with pytest.raises(FormatError, match="huge.nic: larger than any .nic file"):
+        container.read(huge, 1 << 26)
+    assert _peak_bytes(lambda: container.read(huge, 1 << 26)) < 1 << 20
+    with pytest.raises(UnidentifiedImageError, match="larger than any .nic file"):
+        Image.open(huge)
+    assert _peak_bytes(lambda: pytest.raises(UnidentifiedImageError, Image.open, huge)) < 1 << 20
+
+
+def test_a_large_pixel_limit_allocates_nothing(tmp_path, monkeypatch):
+    """The read bound follows the pixel limit, but only the bytes present are ever allocated."""
+    small = tmp_path / "small.nic"
+    small.write_bytes(sample())
+    for limit in (1 << 31, 1 << 36):
+        assert _peak_bytes(lambda limit=limit: container.read(small, limit)) < 1 << 20
+        assert container.read(small, limit) == sample()
+    monkeypatch.setenv("NIC_MAX_PIXELS", str(1 << 31))
+    assert Image.open(small).size == (640, 480)
+    for bad in (str(1 << 37), "9" * 30, "0", "-5", "1e9"):
+        monkeypatch.setenv("NIC_MAX_PIXELS", bad)
+        with pytest.raises(NicError, match=f"NIC_MAX_PIXELS must be .*got '{bad}'"):
+            max_pixels()
+
+
+def test_cli_info_with_a_large_pixel_limit(tmp_path, capsys, monkeypatch):
+    (tmp_path / "small.nic").write_bytes(sample())
+    monkeypatch.setenv("NIC_MAX_PIXELS", str(1 << 31))
+    assert main(["info", str(tmp_path / "small.nic")]) == 0
+    assert "640x480" in capsys.readouterr().out
+    monkeypatch.setenv("NIC_MAX_PIXELS", "9" * 30)
+    assert main(["info", str(tmp_path / "small.nic")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nic: error: NIC_MAX_PIXELS must be from 1 to"), err

@@ -231,3 +231,25 @@ def test_effort_curves_are_the_files_nic_compress_writes(tmp_path):
         assert records[curve]["bytes"] == len(data)
         assert records[curve]["psnr"] == pytest.approx(psnrs[curve], abs=1e-6)
     assert f"nic {name}, effort 1" in (tmp_path / "res" / "report.html").read_text()
+
+
+def test_a_failing_image_is_recorded_and_the_run_goes_on(tmp_path):
+    """A truncated PNG and a 1-pixel-wide image (too thin for MS-SSIM) fail; the other image is
+    measured, the report is written with both failures in it, the averages leave them out, and
+    the exit says so in one line. (Should the metrics learn thin images, use another failure.)"""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(DATA / "kodim23-crop.png", images)
+    whole = (DATA / "kodim05-crop.png").read_bytes()
+    (images / "cut.png").write_bytes(whole[:len(whole) // 2])
+    Image.open(DATA / "kodim05-crop.png").crop((0, 0, 1, 40)).save(images / "thin.png")
+    r = run_nic("eval", "images", "--out", "res", "--models", "none", "--codecs", "jpeg", cwd=tmp_path)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "2 image(s) failed" in r.stderr and "cut.png" in r.stderr and "internal error" not in r.stderr
+    result = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert {f["image"] for f in result["failed"]} == {"cut.png", "thin.png"}
+    assert "cannot read image" in next(f["error"] for f in result["failed"] if f["image"] == "cut.png")
+    assert {r["image"] for r in result["records"]} == {"kodim23-crop.png"}
+    assert all(a["images"] == 1 for a in result["averages"])
+    page = (tmp_path / "res" / "report.html").read_text()
+    assert "cut.png" in page and "thin.png" in page and "left out of every average" in page

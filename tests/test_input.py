@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, features
 
 import nic
 from nic import container
 from nic.errors import NicError
 from nic.eval.metrics import psnr
-from nic.io import read_image
+from nic.io import read_image, read_image_bytes
 from tests.conftest import DATA, run_nic
 from tests.icc import WIDE_LINEAR
 
@@ -182,3 +182,83 @@ def test_big_inputs_are_bounded(tmp_path):
     Path(tmp_path / "big.nic").write_bytes(b"\x89NIC" + b"\x00" * (16 * 1000 + (1 << 20)))
     r = run_nic("info", "big.nic", cwd=tmp_path, env=env)
     assert r.returncode == 1 and "larger than any .nic file" in r.stderr
+
+
+def _png(img: Image.Image, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **options)
+    return buf.getvalue()
+
+
+@pytest.mark.fast
+def test_a_colour_key_is_kept_as_alpha(photo):
+    keyed = photo.copy()
+    keyed[:8] = (1, 2, 3)  # 8 rows of the key colour
+    rgb = read_image_bytes(_png(Image.fromarray(keyed), transparency=(1, 2, 3)), "rgb.png")
+    assert rgb.alpha is not None and (rgb.alpha == 0).sum() == 8 * 128 and rgb.pixels.shape[2] == 3
+    grey = Image.fromarray(keyed).convert("L")
+    key = grey.getpixel((0, 0))
+    got = read_image_bytes(_png(grey, transparency=key), "grey.png")
+    assert got.alpha is not None and np.array_equal(got.alpha == 0, np.asarray(grey) == key)
+    bilevel = grey.point(lambda v: 255 * (v > 128)).convert("1")
+    got = read_image_bytes(_png(bilevel, transparency=0), "bilevel.png")
+    assert got.alpha is not None and np.array_equal(got.alpha == 0, ~np.asarray(bilevel))
+    deep = (np.asarray(grey).astype(np.uint16) * 257)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = read_image_bytes(_png(Image.fromarray(deep), transparency=key * 257), "deep.png")
+    assert got.alpha is not None and np.array_equal(got.alpha == 0, deep == key * 257)
+    back = nic.decompress(nic.compress(Image.open(io.BytesIO(_png(Image.fromarray(keyed), transparency=(1, 2, 3))))))
+    assert back.mode == "RGBA" and (np.asarray(back)[:8, :, 3] == 0).all()
+
+
+@pytest.mark.fast
+def test_premultiplied_and_empty_images_through_the_api(photo):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])
+    for mode, want in (("RGBa", "RGBA"), ("La", "LA")):
+        img = Image.fromarray(rgba, "RGBA").convert("LA" if mode == "La" else "RGBA").convert(mode)
+        back = nic.decompress(nic.compress(img, quality=30))
+        assert back.mode == want and (np.asarray(back)[:, :, -1] == 128).all()
+    for size in ((0, 0), (0, 5), (5, 0)):
+        with pytest.raises(NicError, match=f"cannot code an image of {size[0]}x{size[1]} pixels"):
+            nic.compress(Image.new("RGB", size))
+
+
+# An EXIF block whose tag 0x0106 (a SHORT) holds text, with orientation 6: Pillow's exif_transpose
+# fails rewriting it (struct.error), yet the pixels are fine.
+BAD_EXIF = bytes.fromhex("4578696600004d4d002a000000080003010f00020000000443616d000112000300000001000600"
+                         "0001060002000000140000003200000000323032303a30313a30312030303a30303a303000")
+
+
+def _damaged(photo: np.ndarray, fmt: str) -> bytes:
+    """A TIFF whose first IFD claims 255 entries (Pillow: TypeError "Missing dimensions"), or an
+    AVIF with a byte of its item table zeroed (its plugin: RuntimeError)."""
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format=fmt)
+    data = bytearray(buf.getvalue())
+    if fmt == "TIFF":
+        data[8] = 0xFF
+    else:
+        data[81] = 0
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "AVIF", "TIFF"])
+def test_damaged_files_are_one_line_errors(tmp_path, photo, fmt):
+    if not features.check(fmt.lower().replace("jpeg", "jpg").replace("tiff", "libtiff")):
+        pytest.skip(f"this Pillow has no {fmt}")
+    if fmt in ("JPEG", "WEBP"):
+        buf = io.BytesIO()
+        Image.fromarray(photo).save(buf, format=fmt, exif=BAD_EXIF)
+        data = buf.getvalue()
+    else:
+        data = _damaged(photo, fmt)
+    (tmp_path / f"bad.{fmt.lower()}").write_bytes(data)
+    r = run_nic("compress", f"bad.{fmt.lower()}", cwd=tmp_path)
+    if fmt in ("JPEG", "WEBP"):  # only the EXIF is damaged: the photo is coded, turned upright
+        assert r.returncode == 0, r.stderr
+        assert nic.decompress((tmp_path / "bad.nic").read_bytes()).size == (96, 128)
+    else:
+        assert r.returncode == 1 and "internal error" not in r.stderr, r.stderr
+        assert f"bad.{fmt.lower()}: " in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "bad.nic").exists()

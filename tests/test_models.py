@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import nic
 from nic import container, geometry
@@ -81,3 +82,64 @@ def test_the_same_weights_serialize_to_the_same_bytes_every_time():
     tensors, read_config = deserialize(files.pop(), "test")
     assert read_config == config and set(tensors) >= set(model.state_dict()) - {
         k for k in model.state_dict() if k.startswith(model.integer_only)}
+
+
+def _user_model(folder, name: str, config: dict | None = None, card: object = None) -> None:
+    """The shipped conv-ae weights as user model `name`, with another config or card if given."""
+    import json
+
+    from safetensors.torch import load, save
+
+    from nic.runtime.weights import FORMAT, _canonical
+
+    data = (registry.WEIGHTS_DIR / "conv-ae.safetensors").read_bytes()
+    if config is not None:
+        data = _canonical(save(load(data), metadata={"format": FORMAT, "config": json.dumps(config)}))
+    (folder / f"{name}.safetensors").write_bytes(data)
+    if card is not None:
+        (folder / f"{name}.json").write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("card, reason", [
+    ({"training": []}, "'training' is not a JSON object"),
+    ({"training": {"wall_time_s": "long"}}, "'training.wall_time_s' is not a number"),
+    ({"rd": {"data": "kodak", "images": 24, "points": [{"quality": 1, "bpp": "x", "psnr": 1}]}}, "'rd' is not"),
+    ({"config": 5}, "'config' is not a JSON object"),
+])
+def test_a_card_of_the_wrong_shape_is_skipped_with_a_warning(tmp_path, monkeypatch, capsys, card, reason):
+    from nic.cli import main
+
+    monkeypatch.setenv("NIC_MODEL_DIR", str(tmp_path))
+    _user_model(tmp_path, "mine", card=card)
+    assert main(["models"]) == 0
+    out, err = capsys.readouterr()
+    assert "checkerboard (default)" in out and "mine" not in out
+    assert "skipping model 'mine'" in err and reason in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_config_that_does_not_fit_its_weights_is_one_line(tmp_path, monkeypatch, capsys, photo):
+    from nic.cli import main
+
+    monkeypatch.setenv("NIC_MODEL_DIR", str(tmp_path))
+    config = {"architecture": "conv-ae", "width": 32, "latent": 16, "levels": 8, "step_max": 3.0, "step_min": 0.12,
+              "lmbda_min": 1.0, "lmbda_max": 1.0}
+    _user_model(tmp_path, "narrow", config)
+    with pytest.raises(nic.NicError, match="narrow.safetensors: weights do not fit its config"):
+        nic.compress(photo, model="narrow")
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    assert main(["compress", str(tmp_path / "p.png"), "--model", "narrow"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weights do not fit its config (size mismatch for" in err[0], err
+
+
+def test_a_model_name_no_header_can_hold_is_refused_before_coding(tmp_path, monkeypatch, photo):
+    monkeypatch.setenv("NIC_MODEL_DIR", str(tmp_path))
+    _user_model(tmp_path, "my model")
+    lm = registry.load("my model")
+
+    def coding(*args, **kwargs):
+        raise AssertionError("the image was coded before the name was checked")
+
+    monkeypatch.setattr(lm.model, "analyse", coding)
+    with pytest.raises(nic.NicError, match="model name 'my model' cannot be written into a .nic file"):
+        nic.compress(photo, model="my model")

@@ -91,7 +91,8 @@ def test_quality_bpp_and_model_options(photo_img):
 
 
 @pytest.mark.parametrize("options, reason", [({"quality": 0}, "quality must be"), ({"bpp": -1.0}, "bpp must be"),
-                                             ({"model": "no-such-model"}, "no-such-model")])
+                                             ({"model": "no-such-model"}, "no-such-model"),
+                                             ({"quality": 60, "bpp": 0.5}, "give quality or bpp, not both")])
 def test_bad_save_options_are_value_errors_and_leave_no_file(tmp_path, photo_img, options, reason):
     path = tmp_path / "x.nic"
     with pytest.raises(ValueError, match=reason):

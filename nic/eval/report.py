@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def curves(plan: Plan, rows: list[dict]) -> dict[str, dict]:
     out = {}
     for c in plan.contenders:
         mine = [r for r in rows if r["codec"] == c.name]
-        points = {q: ([r["bpp"] for r in mine], [r[q] for r in mine]) for q in QUALITIES if q in mine[0]}
+        points = {q: ([r["bpp"] for r in mine], [r[q] for r in mine]) for q in QUALITIES if mine and q in mine[0]}
         out[c.name] = {"label": c.label, "source": "measured", "kind": c.kind, "points": points}
     for key, pub in plan.published.items():
         points = {}
@@ -134,20 +135,24 @@ def _finite(obj):
     return obj
 
 
-def _pct(v: float) -> str:
-    return f"{v:+.1f}%" if math.isfinite(v) else "n/a"
+def _pct(v: float | None) -> str:
+    return f"{v:+.1f}%" if v is not None and math.isfinite(v) else "n/a"
 
 
-def _dbs(v: float) -> str:
-    return f"{v:+.2f} dB" if math.isfinite(v) else "n/a"
+def _dbs(v: float | None) -> str:
+    return f"{v:+.2f} dB" if v is not None and math.isfinite(v) else "n/a"
 
 
 def _label(c: dict) -> str:
     return f"{c['label']} (published)" if c["source"] == "published" else c["label"]
 
 
-def _vs_anchor(curves: dict[str, dict], bd: dict, base: str) -> list[list[str]]:
-    """Rows of the main BD table: every curve against the anchor, per quality measure."""
+def vs_anchor(curves: dict[str, dict], bd: dict, base: str) -> list[list[str]]:
+    """Rows of the main BD table: every curve against the anchor, per quality measure.
+
+    Also built from a results.json (its "curves", and "bdrate" less "anchor"; null is n/a) for
+    the README's results table, so that table and bdrate.md are one table.
+    """
     rows = [["codec"] + [h for q in bd for h in BD_HEADS[q]]]
     for key, c in curves.items():
         if key == base:
@@ -169,7 +174,7 @@ def _matrix(curves: dict[str, dict], table: dict) -> list[list[str]]:
     return rows
 
 
-def _md(rows: list[list[str]]) -> str:
+def markdown(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]]) + "\n"
 
@@ -245,17 +250,20 @@ def write(out: Path, plan: Plan, outcome: Outcome) -> None:
                f"cache, in {outcome.seconds:.0f} s on {os.cpu_count()} CPU(s)"]
     summary += [f"{c.label}: settings {', '.join(map(str, c.params))} "
                 f"({'weights ' + c.version[:16] if c.kind == 'learned' else c.version})" for c in plan.contenders]
+    summary += [f"failed, so left out of every average: {f['image']} with {labels[f['codec']]}: {f['error']}"
+                for f in outcome.failed]
     if plan.published:
         summary.append("published curves (dashed) are Kodak results of other codecs as their authors or "
                        "CompressAI report them, not measured here")
     plot_title = f"{name}: {len(plan.images)} images, mean per setting"
     plots = {q: plot(curve_set, q, plot_title, out / f"rd-{q.split('_')[0]}") for q in bd}
-    main = _vs_anchor(curve_set, bd, base)
+    main = vs_anchor(curve_set, bd, base)
     matrices = {q: _matrix(curve_set, table) for q, table in bd.items()}
-    shown = crops(plan)
+    good = [s for s in plan.images if s.path.name not in {f["image"] for f in outcome.failed}]
+    shown = crops(replace(plan, images=good)) if good else []
 
-    md = [f"# BD-rate: {name} ({len(plan.images)} images)\n", f"## Against {labels[base]}\n", _md(main)]
-    md += [f"\n## {BD_HEADS[q][0]}: each row's codec against each column's\n\n" + _md(rows)
+    md = [f"# BD-rate: {name} ({len(plan.images)} images)\n", f"## Against {labels[base]}\n", markdown(main)]
+    md += [f"\n## {BD_HEADS[q][0]}: each row's codec against each column's\n\n" + markdown(rows)
            for q, rows in matrices.items()]
     atomic_write(out / "bdrate.md", "\n".join(md).encode(), force=True)
 
@@ -270,7 +278,7 @@ def write(out: Path, plan: Plan, outcome: Outcome) -> None:
         "data": str(plan.data), "images": [s.path.name for s in plan.images], "metrics": list(plan.metrics),
         "codecs": {c.name: {"label": c.label, "kind": c.kind, "params": list(c.params), "version": c.version}
                    for c in plan.contenders},
-        "records": outcome.records, "averages": rows,
+        "records": outcome.records, "failed": outcome.failed, "averages": rows,
         "curves": {k: {**c, "points": {q: {"bpp": b, q: v} for q, (b, v) in c["points"].items()}}
                    for k, c in curve_set.items()},
         "bdrate": {"anchor": base, **bd},

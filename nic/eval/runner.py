@@ -15,6 +15,7 @@ import multiprocessing
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,12 +70,16 @@ class Plan:
 
 @dataclass
 class Outcome:
-    """The records of a plan (in plan order), and how many were reused from the cache."""
+    """The records of a plan (in plan order), how many were reused from the cache, and what failed.
+
+    An image that failed for any codec is left out of `records`, so that every curve averages the
+    same images; its records for the other codecs stay in the cache."""
 
     records: list[dict]
     reused: int
     measured: int
     seconds: float
+    failed: list[dict] = field(default_factory=list)  # {"image", "codec", "error"}, one per failed task
 
 
 def _items(spec: str, what: str) -> list[str]:
@@ -163,7 +168,7 @@ def plan(data: Path, models: str | None = None, codecs: str | None = None, metri
     for name, qualities in parse_models(models).items():
         if name in classic.CODECS:
             raise NicError(f"model {name!r} has the name of a classic codec; rename the model")
-        lm = registry.load(name)
+        lm = codec.resolve_model(name)
         for effort in parse_efforts(efforts):
             codec.effort_for(lm, effort)
             curve, label = (f"{name}-effort{effort}", f"nic {name}, effort {effort}") if effort \
@@ -270,6 +275,8 @@ def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
                 if not all(m in cache.get(keys[-1], {}) for m in plan.metrics):
                     todo.setdefault((src, contender), []).append(p)
     measured = sum(map(len, todo.values()))
+    failed: list[dict] = []
+    lost = 0  # points of failed tasks
     with open(log_path, "w" if force else "a") as log, \
             tqdm(total=measured, unit="point", desc="nic eval", disable=None) as bar:
         pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _init_worker)
@@ -278,7 +285,16 @@ def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
                        (src, contender) for (src, contender), params in todo.items()}
             for future in as_completed(futures):
                 src, contender = futures[future]
-                for r in future.result():
+                try:
+                    rows = future.result()
+                except BrokenProcessPool:
+                    raise
+                except Exception as e:  # this image and codec only: a thin image, a damaged file
+                    failed.append({"image": src.path.name, "codec": contender.name, "error": _reason(e)})
+                    lost += len(todo[src, contender])
+                    bar.update(len(todo[src, contender]))
+                    continue
+                for r in rows:
                     record = {"image": src.path.name, "codec": contender.name, "kind": contender.kind, **r,
                               "file_size": src.size, "file_mtime_ns": src.mtime_ns, "version": contender.version,
                               "code": code[contender.kind]}
@@ -289,4 +305,13 @@ def run(plan: Plan, out: Path, jobs: int = 2, force: bool = False) -> Outcome:
         finally:
             pool.shutdown(cancel_futures=True)
     atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in cache.values()).encode(), force=True)
-    return Outcome([cache[k] for k in keys], len(keys) - measured, measured, time.perf_counter() - start)
+    bad = {f["image"] for f in failed}
+    records = [cache[k] for k in keys if k in cache and cache[k]["image"] not in bad]
+    failed.sort(key=lambda f: (f["image"], f["codec"]))
+    return Outcome(records, len(keys) - measured, measured - lost, time.perf_counter() - start, failed)
+
+
+def _reason(e: Exception) -> str:
+    """One line for a failed task: nic's own message as is, anything else with its type."""
+    text = str(e) if isinstance(e, NicError) else f"{type(e).__name__}: {e}"
+    return text.splitlines()[0] if text else type(e).__name__

@@ -57,14 +57,35 @@ def build(architecture: str, **config) -> CompressionModel:
     return ARCHITECTURES[architecture](**config)
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_card(card: object) -> dict:
+    """The card, if the fields nic reads from it (`nic models`) have the types it reads them as;
+    a ValueError naming the first that does not otherwise, so a hand-edited card is skipped aloud."""
+    if not isinstance(card, dict):
+        raise ValueError("not a JSON object")
+    for key, kind, word in (("architecture", str, "string"), ("config", dict, "object"),
+                            ("training", dict, "object"), ("rd", dict, "object")):
+        if key in card and not isinstance(card[key], kind):
+            raise ValueError(f"{key!r} is not a JSON {word}")
+    if not _number(card.get("training", {}).get("wall_time_s", 0)):
+        raise ValueError("'training.wall_time_s' is not a number")
+    if "rd" in card:
+        points = card["rd"].get("points")
+        if not isinstance(points, list) or not all(
+                isinstance(p, dict) and "quality" in p and _number(p.get("bpp")) and _number(p.get("psnr"))
+                for p in points) or not {"data", "images"} <= set(card["rd"]):
+            raise ValueError("'rd' is not data, images and a list of points with quality, bpp and psnr")
+    return card
+
+
 def _read_card(weights: Path) -> dict:
     card = weights.with_suffix(".json")
     if not card.is_file():
         return {}
-    card_data = json.loads(card.read_text())
-    if not isinstance(card_data, dict):
-        raise ValueError("not a JSON object")
-    return card_data
+    return _check_card(json.loads(card.read_text()))
 
 
 def available() -> dict[str, dict]:
@@ -81,8 +102,9 @@ def available() -> dict[str, dict]:
             except (OSError, ValueError, UnicodeDecodeError) as e:
                 if str(w) not in _warned:
                     _warned.add(str(w))
+                    reason = f"{type(e).__name__}: {e}" if type(e) is ValueError else type(e).__name__
                     warnings.warn(f"skipping model {w.stem!r}: {w.with_suffix('.json')} is not a readable "
-                                  f"model card ({type(e).__name__})", stacklevel=2)
+                                  f"model card ({reason})", stacklevel=2)
     return cards
 
 
@@ -105,7 +127,11 @@ def from_bytes(name: str, data: bytes, source: str | None = None) -> LoadedModel
     config = check_config(config, ARCHITECTURES, what)
     model = build_checked(ARCHITECTURES[config.pop("architecture")], config, tensors, what)
     params = {k: v.float() for k, v in tensors.items() if not k.startswith("coding.")}
-    missing, unexpected = model.load_state_dict(params, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(params, strict=False)
+    except RuntimeError as e:  # torch lists every tensor of another shape, one a line: name the first
+        first = next((line.strip() for line in str(e).splitlines() if "mismatch" in line), "")
+        raise NicError(f"{what}: weights do not fit its config{f' ({first})' if first else ''}") from None
     decode_only = cut_from(data) is not None
     absent = model.integer_only + (model.encoder_params if decode_only else ())
     if unexpected or any(not k.startswith(absent) for k in missing):
