@@ -14,12 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,serve,eval]'
 	touch $(STAMP)
 
-# The browser test (tests/test_serve_browser.py) drives Debian's chromium with its chromedriver.
-# Under CI (CI=true, as root) `make test` installs them first; elsewhere run `make browser` as
-# root once, or that test skips.
+# The browser test (tests/test_serve_browser.py) drives Debian's chromium with its chromedriver;
+# tests/test_metadata.py reads tags back with exiftool. Under CI (CI=true, as root) `make test`
+# installs them first; elsewhere run `make browser` as root once, or those tests skip.
 browser:
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v exiftool >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver libimage-exiftool-perl >/dev/null; }
 
 test: $(STAMP) $(if $(filter true 1,$(CI)),browser)
 	$(BIN)/ruff check nic tests benchmarks scripts lab

@@ -27,13 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fuzzing import mutate, outcome  # noqa: E402
+from tests.fuzzing import mutate, outcome, with_metadata  # noqa: E402
 
 HANG_S = 5.0
 
 
 def seeds() -> list[bytes]:
-    """Valid files of the default model: several qualities, grey, alpha."""
+    """Valid files of the default model: several qualities, grey, alpha, metadata (EXIF, XMP)."""
     from PIL import Image
 
     import nic
@@ -42,7 +42,8 @@ def seeds() -> list[bytes]:
     small = np.ascontiguousarray(photo[:40, :56])
     grey = small.mean(axis=2).astype(np.uint8)
     rgba = np.dstack([small, np.full(small.shape[:2], 200, np.uint8)])
-    return [nic.compress(small, quality=q) for q in (1, 30, 75, 100)] + [nic.compress(grey), nic.compress(rgba)]
+    return [nic.compress(small, quality=q) for q in (1, 30, 75, 100)] + [nic.compress(grey), nic.compress(rgba),
+                                                                         nic.compress(with_metadata(small))]
 
 
 def run(count: int, limit: int, seed: int, files: list[bytes]) -> dict:

@@ -47,6 +47,8 @@ def _differs_compressed(src: Path, dst: Path, options: dict) -> str | None:
         return f"was made at quality {header.quality}, not {options.get('quality', DEFAULT_QUALITY)}"
     if bpp is not None and dst.stat().st_size * 8 / (header.width * header.height) > bpp:
         return f"is larger than {bpp} bpp"
+    if options.get("strip") and header.version == container.METADATA_VERSION:
+        return "keeps metadata, and --strip was given"
     return None
 
 

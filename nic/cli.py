@@ -44,9 +44,10 @@ def _compress(args: argparse.Namespace) -> None:
     src = Path(args.input)
     if src.is_dir():
         return _batch("compress", args, dict(quality=args.quality, bpp=args.bpp, model=args.model, force=args.force,
-                                             effort=effort))
+                                             effort=effort, strip=args.strip, strip_gps=args.strip_gps))
     out = Path(args.output) if args.output else src.with_suffix(".nic")
-    done = compress_file(src, out, args.quality, args.bpp, args.model, args.force, effort, sys.stderr.isatty())
+    done = compress_file(src, out, args.quality, args.bpp, args.model, args.force, effort, sys.stderr.isatty(),
+                         args.strip, args.strip_gps)
     if args.bpp is not None and done.bpp > args.bpp:
         print(f"nic: warning: {done.bpp:.3f} bpp at the lowest quality is above the {args.bpp} bpp asked for",
               file=sys.stderr)
@@ -71,7 +72,8 @@ def _info(args: argparse.Namespace) -> None:
     data = container.read(args.input, max_pixels())
     h, sections = container.unpack(data, max_pixels())
     pixels = h.width * h.height
-    kinds = {container.LATENT_SECTION: "latent", container.ALPHA_SECTION: "alpha", container.FINE_SECTION: "fine"}
+    kinds = {container.LATENT_SECTION: "latent", container.ALPHA_SECTION: "alpha", container.FINE_SECTION: "fine",
+             container.EXIF_SECTION: "EXIF", container.XMP_SECTION: "XMP", container.ICC_SECTION: "ICC profile"}
     print(f"file:        {args.input} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
     print(f"format:      .nic version {h.version}")
     print(f"model:       {h.model} (weights {h.weights_hash.hex()})")
@@ -176,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--effort", default="0", help="encoder effort 0-3: higher makes smaller files for the same "
                                                  "quality, slower to write, as fast to read (0)")
     c.add_argument("--force", action="store_true", help="overwrite an existing output")
+    strip = c.add_mutually_exclusive_group()
+    strip.add_argument("--strip", action="store_true", help="keep no metadata (EXIF, XMP, colour profile)")
+    strip.add_argument("--strip-gps", action="store_true", help="keep the metadata but the location (GPS)")
     c.add_argument("--jobs", type=int, default=0, help="worker processes for a folder (default: all cores)")
     c.set_defaults(handler=_compress)
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import io
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
-from nic import container, fine, geometry
-from nic.container import ALPHA_SECTION, FINE_SECTION, LATENT_SECTION, Header
+from nic import container, fine, geometry, metadata
+from nic.container import ALPHA_SECTION, EXIF_SECTION, FINE_SECTION, ICC_SECTION, LATENT_SECTION, XMP_SECTION, Header
 from nic.errors import FormatError, NicError
 from nic.geometry import Layout
 from nic.io import Picture, check_size, max_pixels
@@ -47,6 +48,29 @@ def _decode_alpha(data: bytes, height: int, width: int) -> np.ndarray:
         raise
     except Exception as e:
         raise FormatError(f"alpha section is corrupt ({e})") from None
+
+
+_META_FIELDS = {EXIF_SECTION: ("exif", "EXIF"), XMP_SECTION: ("xmp", "XMP"), ICC_SECTION: ("icc", "ICC profile")}
+
+
+def _metadata_sections(meta: metadata.Metadata) -> list[tuple[int, bytes]]:
+    """A file without metadata gets no section, and so stays byte-identical to older nic's."""
+    return [(kind, metadata.pack(getattr(meta, name))) for kind, (name, _) in _META_FIELDS.items()
+            if getattr(meta, name)]
+
+
+def read_metadata(sections: list[tuple[int, bytes]]) -> metadata.Metadata:
+    """The metadata sections of a parsed file; a damaged one is skipped with a warning, since
+    metadata never decides a pixel."""
+    found = {}
+    for kind, data in sections:
+        if kind in _META_FIELDS:
+            name, what = _META_FIELDS[kind]
+            try:
+                found[name] = metadata.unpack(data, what)
+            except FormatError as e:
+                warnings.warn(f"{e}: skipped (the pixels are not affected)", stacklevel=2)
+    return metadata.Metadata(**found)
 
 
 def resolve_model(model: str | LoadedModel | None) -> LoadedModel:
@@ -105,10 +129,12 @@ def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layou
         sections += [(FINE_SECTION, s) for s in fine.encode(analysis.image, base["image"], plan)]
     if picture.alpha is not None:
         sections.append((ALPHA_SECTION, _encode_alpha(picture.alpha)))
+    meta = _metadata_sections(picture.metadata)
+    version = container.METADATA_VERSION if meta else container.FINE_VERSION if plan else container.VERSION
     header = Header(lm.name, lm.weights_hash, quality, picture.width, picture.height,
                     picture.channels, picture.pixels.shape[2] == 1, picture.bit_depth, picture.orientation,
-                    layout.fold, version=container.FINE_VERSION if plan else container.VERSION)
-    data = container.pack(header, sections)
+                    layout.fold, version=version)
+    data = container.pack(header, sections + meta)
     container.unpack(data)  # cheap, and it proves the reader accepts what was written
     return data
 
@@ -200,4 +226,4 @@ def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None
-    return Picture(rgb, alpha, header.bit_depth, header.orientation)
+    return Picture(rgb, alpha, header.bit_depth, header.orientation, read_metadata(sections))

@@ -22,11 +22,14 @@ from nic.quality import QUALITY_MAX, QUALITY_MIN
 MAGIC = b"\x89NIC"
 VERSION = 2  # what this nic writes, unless a file has a fine layer
 FINE_VERSION = 3  # the version of a file with fine sections: older readers refuse it
-READABLE = (1, 2, 3)  # what it reads
+METADATA_VERSION = 4  # the version of a file with metadata sections (and maybe fine ones): older readers refuse it
+READABLE = (1, 2, 3, 4)  # what it reads
 TERMINATED_FROM = 2  # streams end with a terminator from this version on (nic/entropy/coder.py)
 MAX_SECTIONS = 1 << 16
 LATENT_SECTION, ALPHA_SECTION, FINE_SECTION = 0, 1, 2
-SECTION_KINDS = (LATENT_SECTION, ALPHA_SECTION, FINE_SECTION)
+EXIF_SECTION, XMP_SECTION, ICC_SECTION = 3, 4, 5
+METADATA_KINDS = (EXIF_SECTION, XMP_SECTION, ICC_SECTION)  # at most one each (nic/metadata.py)
+SECTION_KINDS = (LATENT_SECTION, ALPHA_SECTION, FINE_SECTION, *METADATA_KINDS)
 ORIENTATIONS = range(1, 9)
 
 # magic, version, flags, quality, channels, bit depth, orientation, width, height, fold,
@@ -99,8 +102,16 @@ def _check_sections(h: Header, kinds: list[int]) -> None:
         raise FormatError("file has no latent section")
     if kinds.count(ALPHA_SECTION) != (h.channels in (2, 4)):
         raise FormatError("alpha section does not match the channel count")
-    if (FINE_SECTION in kinds) != (h.version == FINE_VERSION):
-        raise FormatError(f"fine sections are in version {FINE_VERSION} files, and only there")
+    if FINE_SECTION in kinds and h.version not in (FINE_VERSION, METADATA_VERSION) or \
+            FINE_SECTION not in kinds and h.version == FINE_VERSION:
+        raise FormatError(f"fine sections are in version {FINE_VERSION} and {METADATA_VERSION} files, and only "
+                          f"there; a version {FINE_VERSION} file has them")
+    metadata = [kind for kind in kinds if kind in METADATA_KINDS]
+    if bool(metadata) != (h.version == METADATA_VERSION):
+        raise FormatError(f"metadata sections are in version {METADATA_VERSION} files, and a version "
+                          f"{METADATA_VERSION} file has at least one")
+    if len(set(metadata)) != len(metadata):
+        raise FormatError("file has two metadata sections of one kind")
 
 
 def pack(header: Header, sections: list[tuple[int, bytes]]) -> bytes:

@@ -44,12 +44,14 @@ def _not_the_input(src: Path, dst: Path) -> None:
 
 def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: float | None = None,
                   model: str | None = None, force: bool = False, effort: int = 0,
-                  progress: bool = False) -> Compressed:
+                  progress: bool = False, strip: bool = False, strip_gps: bool = False) -> Compressed:
     """An image file -> a .nic file, at `quality` or at the largest size within `bpp`, with
-    `effort` (0-3) spent on the encoder; `progress` shows a bar on stderr while it is."""
+    `effort` (0-3) spent on the encoder; `progress` shows a bar on stderr while it is. Its
+    EXIF, XMP and ICC profile are kept, but for `strip` (all) or `strip_gps` (the location)."""
     _not_the_input(src, dst)
     writes.check_writable(dst, force)
     picture = io.read_image(src)
+    picture.metadata = picture.metadata.kept(strip, strip_gps)
     if bpp is not None:
         data = codec.encode_to_size(picture, bpp, model, effort, progress)
     else:

@@ -2,7 +2,8 @@
 `img.save("x.nic", quality=60)` work, and so does everything built on Pillow.
 
 Opening reads and checks the container (magic, checksum, lengths) and takes the size and mode
-from its header without decoding; the pixels are decoded on `load()`, through the same
+from its header without decoding, and the kept EXIF and XMP into `info["exif"]`, `info["xmp"]`;
+the pixels are decoded on `load()`, through the same
 `nic.decompress` as the CLI. A damaged file raises Pillow's usual errors with nic's reason:
 `UnidentifiedImageError` when the container is unreadable, `OSError` when decoding fails.
 Written with Pillow's documented plugin API (an `ImageFile` subclass, a `PyDecoder`, and the
@@ -15,9 +16,10 @@ from typing import IO
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from nic import container
+from nic import codec, container
 from nic.errors import NicError
 from nic.io import max_pixels
+from nic.metadata import pil_info
 from nic.quality import DEFAULT_QUALITY
 
 FORMAT = "NIC"
@@ -45,13 +47,14 @@ class NicImageFile(ImageFile.ImageFile):
         assert self.fp is not None
         try:
             data = container.read_bounded(self.fp, container.max_file_size(max_pixels()))  # as every .nic read
-            header, _ = container.unpack(data, max_pixels())
+            header, sections = container.unpack(data, max_pixels())
         except NicError as e:
             # Not SyntaxError: Image.open would swallow the reason into "cannot identify image file".
             raise UnidentifiedImageError(f"cannot identify image file {self.filename or ''!r}: {e}") from None
         self._size = (header.width, header.height)
         self._mode = mode_of(header)
         self.info.update(model=header.model, quality=header.quality)
+        self.info.update(pil_info(codec.read_metadata(sections)))  # EXIF and XMP; the pixels are sRGB
         self.tile = [ImageFile._Tile("nic", (0, 0, *self._size), 0)]
 
 
@@ -76,7 +79,8 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """`im.save(f, "NIC", quality=75 | bpp=0.5, model=NAME, effort=0)`: bad options are a ValueError."""
+    """`im.save(f, "NIC", quality=75 | bpp=0.5, model=NAME, effort=0, strip=False, strip_gps=False)`:
+    bad options are a ValueError. The image's `info` EXIF, XMP and ICC profile are kept unless stripped."""
     from nic import compress
 
     options = im.encoderinfo
@@ -84,7 +88,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         raise ValueError("cannot write .nic: give quality or bpp, not both (bpp picks the quality)")
     try:
         data = compress(im, quality=options.get("quality", DEFAULT_QUALITY),
-                        model=options.get("model"), bpp=options.get("bpp"), effort=options.get("effort", 0))
+                        model=options.get("model"), bpp=options.get("bpp"), effort=options.get("effort", 0),
+                        strip=bool(options.get("strip")), strip_gps=bool(options.get("strip_gps")))
     except NicError as e:
         raise ValueError(f"cannot write .nic: {e}") from None
     fp.write(data)

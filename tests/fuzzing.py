@@ -96,6 +96,18 @@ def mutate(data: bytes, rng: np.random.Generator) -> Mutant:
     return Mutant(bytes(b), kind)
 
 
+def with_metadata(pixels: np.ndarray):
+    """A PIL image of `pixels` carrying EXIF (with GPS) and XMP, so seeds have metadata sections."""
+    from PIL import Image
+
+    img = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif.get_ifd(0x8825)[1] = "N"
+    img.info.update(exif=exif.tobytes(), xmp=b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>" + b" " * 200 + b"</x:xmpmeta>")
+    return img
+
+
 def outcome(data: bytes) -> str:
     """Decode one input: 'decoded', 'format error' or 'nic error'. Anything else is raised:
     that is what fuzzing is for. A message must be one non-empty line."""

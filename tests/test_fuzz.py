@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import nic
-from tests.fuzzing import mutate, outcome
+from tests.fuzzing import mutate, outcome, with_metadata
 
 pytestmark = pytest.mark.fast
 
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.fast
 def seeds(photo) -> list[bytes]:
     small = np.ascontiguousarray(photo[:40, :56])
     rgba = np.dstack([small, np.full(small.shape[:2], 200, np.uint8)])
-    return [nic.compress(small, quality=q) for q in (5, 90)] + [nic.compress(rgba, quality=50)]
+    return [nic.compress(small, quality=q) for q in (5, 90)] + [nic.compress(rgba, quality=50),
+                                                                nic.compress(with_metadata(small), quality=50)]
 
 
 @pytest.fixture()
