@@ -27,13 +27,13 @@ def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
 
     Give `quality` (1-100, higher is better) or `bpp`, a target size in bits per pixel.
     `effort` (0-3) spends encoder time on smaller files for the same quality (see docs/EFFORT.md).
-    A PIL image's EXIF, XMP and ICC profile (`info`) are kept, unless `strip` (all of them) or
-    `strip_gps` (only the location).
+    A PIL image's EXIF, XMP and ICC profile (`info`) are kept, unless `strip` (all of them, the
+    colours then converted to sRGB) or `strip_gps` (only the location).
     """
     if not isinstance(image, (Image.Image, np.ndarray)):
         raise NicError(f"cannot compress a {type(image).__name__}: want a PIL image or a numpy array")
     picture = picture_from_pil(image) if isinstance(image, Image.Image) else picture_from_array(image)
-    picture.metadata = picture.metadata.kept(strip, strip_gps)
+    picture.keep_metadata(strip, strip_gps)
     if bpp is not None:
         return codec.encode_to_size(picture, bpp, model, effort)
     return codec.encode(picture, quality, model, effort)
@@ -41,8 +41,8 @@ def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
 
 def decompress(data: bytes, exact: bool = False) -> Image.Image:
     """Decompress .nic bytes into a PIL image (L, LA, RGB or RGBA, as the source was), with
-    the kept EXIF in `info["exif"]` and XMP in `info["xmp"]` (the pixels are sRGB, so the
-    source's ICC profile is not attached).
+    the kept EXIF in `info["exif"]`, XMP in `info["xmp"]` and the ICC profile of the pixels in
+    `info["icc_profile"]` (none: they are sRGB).
 
     `exact=True` gives pixels bit-identical on every machine (integer synthesis, about 5x
     slower); by default the synthesis runs in float, within a small measured tolerance of it.

@@ -179,7 +179,8 @@ def parser() -> argparse.ArgumentParser:
                                                  "quality, slower to write, as fast to read (0)")
     c.add_argument("--force", action="store_true", help="overwrite an existing output")
     strip = c.add_mutually_exclusive_group()
-    strip.add_argument("--strip", action="store_true", help="keep no metadata (EXIF, XMP, colour profile)")
+    strip.add_argument("--strip", action="store_true", help="keep no metadata (EXIF, XMP; the colour profile too, "
+                       "so the pixels are converted to sRGB)")
     strip.add_argument("--strip-gps", action="store_true", help="keep the metadata but the location (GPS)")
     c.add_argument("--jobs", type=int, default=0, help="worker processes for a folder (default: all cores)")
     c.set_defaults(handler=_compress)

@@ -59,9 +59,9 @@ def _metadata_sections(meta: metadata.Metadata) -> list[tuple[int, bytes]]:
             if getattr(meta, name)]
 
 
-def read_metadata(sections: list[tuple[int, bytes]]) -> metadata.Metadata:
-    """The metadata sections of a parsed file; a damaged one is skipped with a warning, since
-    metadata never decides a pixel."""
+def read_metadata(sections: list[tuple[int, bytes]], grey: bool) -> metadata.Metadata:
+    """The metadata sections of a parsed file; a damaged one (or a profile that cannot describe
+    the `grey` or colour pixels) is skipped with a warning, since metadata never decides a pixel."""
     found = {}
     for kind, data in sections:
         if kind in _META_FIELDS:
@@ -70,6 +70,10 @@ def read_metadata(sections: list[tuple[int, bytes]]) -> metadata.Metadata:
                 found[name] = metadata.unpack(data, what)
             except FormatError as e:
                 warnings.warn(f"{e}: skipped (the pixels are not affected)", stacklevel=2)
+    if "icc" in found and not metadata.describes(found["icc"], grey):
+        warnings.warn(f"ICC profile section is not a {'grey' if grey else 'RGB'} profile: skipped "
+                      "(the pixels are not affected)", stacklevel=2)
+        del found["icc"]
     return metadata.Metadata(**found)
 
 
@@ -226,4 +230,4 @@ def decode(data: bytes, model: LoadedModel | None = None, exact: bool = False) -
     if header.grey:
         rgb = np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     alpha = _decode_alpha(alphas[0], header.height, header.width) if has_alpha else None
-    return Picture(rgb, alpha, header.bit_depth, header.orientation, read_metadata(sections))
+    return Picture(rgb, alpha, header.bit_depth, header.orientation, read_metadata(sections, header.grey))

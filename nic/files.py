@@ -51,7 +51,7 @@ def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: flo
     _not_the_input(src, dst)
     writes.check_writable(dst, force)
     picture = io.read_image(src)
-    picture.metadata = picture.metadata.kept(strip, strip_gps)
+    picture.keep_metadata(strip, strip_gps)
     if bpp is not None:
         data = codec.encode_to_size(picture, bpp, model, effort, progress)
     else:

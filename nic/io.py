@@ -1,10 +1,12 @@
 """Reading any image Pillow can open into 8-bit arrays (writing files is `writes.py`).
 
-A `Picture` is what the codec works on: upright (EXIF orientation applied), sRGB (an ICC
-profile is applied; the profile is kept as metadata but never attached to the sRGB pixels),
-8-bit colour or grey pixels plus an optional alpha plane, the source's EXIF and XMP
-(`nic/metadata.py`), and a note of what the source was. What nic cannot read unambiguously is refused with one
-line, and what it changes on the way (bits dropped, frames skipped) it says in a warning.
+A `Picture` is what the codec works on: upright (EXIF orientation applied), 8-bit colour or
+grey pixels plus an optional alpha plane, the source's EXIF, XMP and ICC profile
+(`nic/metadata.py`), and a note of what the source was. The pixels stay in the colour space
+of their RGB (or grey) profile, which is kept so that wide-gamut colours survive; other
+profiles (CMYK, say) are applied, converting the pixels to sRGB, and not kept. What nic
+cannot read unambiguously is refused with one line, and what it changes on the way (bits
+dropped, frames skipped) it says in a warning.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from nic.errors import NicError
-from nic.metadata import Metadata, from_pil, save_options
+from nic.metadata import Metadata, describes, from_pil, save_options
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
                   ".avif", ".jp2", ".heic", ".jxl", ".tga")  # what folder-walking commands pick up
@@ -53,7 +55,7 @@ class Picture:
     alpha: np.ndarray | None = None
     bit_depth: int = 8  # of the source; anything deeper was reduced to 8 bits
     orientation: int = 1  # the EXIF orientation that was applied
-    metadata: Metadata = field(default_factory=Metadata)  # EXIF, XMP, ICC profile of the source
+    metadata: Metadata = field(default_factory=Metadata)  # EXIF, XMP, ICC profile (of these pixels)
 
     @property
     def height(self) -> int:
@@ -71,6 +73,16 @@ class Picture:
     def rgb(self) -> np.ndarray:
         """The pixels as (H, W, 3), grey replicated: what the colour models code."""
         return np.repeat(self.pixels, 3, axis=2) if self.pixels.shape[2] == 1 else self.pixels
+
+    def keep_metadata(self, strip: bool = False, strip_gps: bool = False) -> None:
+        """Keep what `--strip` (nothing) or `--strip-gps` (all but the location) leaves. With no
+        profile left to say what the pixels mean, pixels in their profile's space go to sRGB."""
+        if strip and self.metadata.icc:
+            img = Image.fromarray(self.pixels[:, :, 0] if self.pixels.shape[2] == 1 else self.pixels)
+            img.info["icc_profile"] = self.metadata.icc
+            out = np.asarray(_to_srgb(img))
+            self.pixels = np.ascontiguousarray(out[:, :, None] if out.ndim == 2 else out)
+        self.metadata = self.metadata.kept(strip, strip_gps)
 
     def to_pil(self) -> Image.Image:
         planes = self.pixels
@@ -210,6 +222,7 @@ def picture_from_pil(img: Image.Image, sixteen: bool | None = None) -> Picture:
         img = img.transpose(_UPRIGHT[orientation])
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        meta = meta if meta.icc and describes(meta.icc, grey=True) else replace(meta, icc=None)
         return Picture(_deep_grey(img)[:, :, None], _key_alpha(img), 16, orientation, meta)
     if sixteen:
         warnings.warn(f"16-bit {mode} image reduced to 8 bits per channel", stacklevel=2)
@@ -223,7 +236,10 @@ def picture_from_pil(img: Image.Image, sixteen: bool | None = None) -> Picture:
         img = img.convert("RGBA")
     elif mode == "1":
         img = img.convert("L")
-    img = _to_srgb(img)
+    # Coded in its own space, with its profile kept, nothing outside sRGB is clipped; a profile
+    # that cannot describe these pixels (CMYK, say) is applied instead, and not kept.
+    if not (meta.icc and img.mode in ("L", "LA", "RGB", "RGBA") and describes(meta.icc, grey=img.mode[0] == "L")):
+        img, meta = _to_srgb(img), replace(meta, icc=None)
     if img.mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
     a = np.asarray(img)
@@ -330,8 +346,8 @@ _LOSSLESS = {"PNG": {"compress_level": 1}, "WEBP": {"lossless": True, "exact": T
 
 def encode_image(picture: Picture, fmt: str = "PNG") -> bytes:
     """Encode a Picture to bytes in a Pillow format (PNG unless the output name says other),
-    keeping every pixel where the format can, and the picture's EXIF and XMP where Pillow can
-    write them (`metadata.save_options`; the ICC profile never: the pixels are sRGB). WebP is
+    keeping every pixel where the format can, and the picture's EXIF, XMP and ICC profile where
+    Pillow can write them (`metadata.save_options`). WebP is
     written lossless, with the colour under transparent pixels kept. GIF holds 256 colours:
     more are quantized, with a warning.
 

@@ -8,12 +8,13 @@ skipped with a warning by the decoder, and every size is bounded before anything
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 import zlib
 from dataclasses import dataclass, replace
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageCms, PngImagePlugin
 
 from nic.errors import FormatError
 
@@ -25,13 +26,14 @@ _XMP_ORIENTATION = re.compile(rb'(tiff:Orientation\s*=\s*["\']|<tiff:Orientation
 _XMP_GPS = (re.compile(rb'\s+exif:GPS\w+\s*=\s*("[^"]*"|\'[^\']*\')'),
             re.compile(rb"<exif:GPS(\w+)\b[^>]*?(/>|>.*?</exif:GPS\1>)", re.S))
 _WRITES_EXIF_XMP = ("JPEG", "WEBP", "AVIF")  # Pillow formats whose save takes exif= and xmp=
+_WRITES_ICC = ("PNG", "JPEG", "WEBP", "AVIF", "TIFF")  # and icc_profile=
 
 
 @dataclass(frozen=True)
 class Metadata:
     exif: bytes | None = None  # a TIFF-structured EXIF block (no "Exif\0\0"), orientation 1
     xmp: bytes | None = None  # an XMP packet, UTF-8
-    icc: bytes | None = None  # the source's ICC profile; the pixels were converted from it to sRGB
+    icc: bytes | None = None  # the ICC profile of the coded pixels (RGB, or grey for grey); none: sRGB
 
     def kept(self, strip: bool = False, strip_gps: bool = False) -> Metadata:
         """What `--strip` (everything) or `--strip-gps` (only the location) leaves."""
@@ -89,10 +91,20 @@ def from_pil(img: Image.Image) -> Metadata:
                     _bounded(icc if isinstance(icc, bytes) else None, "ICC profile"))
 
 
+def describes(icc: bytes, grey: bool) -> bool:
+    """Whether a profile can say what 8-bit pixels mean: one LittleCMS reads, of the pixels'
+    colour space (RGB, or grey for grey pixels). Others (CMYK, Lab, damaged) are applied instead."""
+    try:
+        space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return False
+    return space.strip() == ("GRAY" if grey else "RGB")
+
+
 def pil_info(meta: Metadata) -> dict:
     """Pillow's `info` keys for the kept metadata, as its own plugins set them."""
     info = {"exif": EXIF_PREFIX + meta.exif} if meta.exif else {}
-    return info | ({"xmp": meta.xmp} if meta.xmp else {})
+    return info | ({"xmp": meta.xmp} if meta.xmp else {}) | ({"icc_profile": meta.icc} if meta.icc else {})
 
 
 def pack(data: bytes) -> bytes:
@@ -127,8 +139,12 @@ def unpack(section: bytes, what: str) -> bytes:
 
 
 def save_options(meta: Metadata, fmt: str) -> dict:
-    """Pillow save arguments that write EXIF and XMP into a `fmt` file. The ICC profile is not
-    written: the pixels are sRGB, and the source's profile would mislabel them."""
+    """Pillow save arguments that write EXIF, XMP and the pixels' ICC profile into a `fmt` file."""
+    icc = {"icc_profile": meta.icc} if meta.icc and fmt in _WRITES_ICC else {}
+    return _exif_xmp_options(meta, fmt) | icc
+
+
+def _exif_xmp_options(meta: Metadata, fmt: str) -> dict:
     exif = EXIF_PREFIX + meta.exif if meta.exif else None
     if fmt == "PNG":
         options: dict = {"exif": exif} if exif else {}
@@ -149,5 +165,8 @@ def save_options(meta: Metadata, fmt: str) -> dict:
     Image.init()
     if (meta.exif or meta.xmp) and fmt in Image.SAVE:  # a format Pillow cannot write fails on its own
         warnings.warn(f"EXIF and XMP are not written into {fmt} files (write .png, .jpg, .webp or .tif "
-                      "to keep them)", stacklevel=3)
+                      "to keep them)", stacklevel=4)
+    if meta.icc and fmt in Image.SAVE:
+        warnings.warn(f"the colour profile is not written into {fmt} files, so viewers take the pixels as "
+                      "sRGB (write .png, .jpg, .webp or .tif to keep it)", stacklevel=4)
     return {}

@@ -54,7 +54,7 @@ class NicImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = mode_of(header)
         self.info.update(model=header.model, quality=header.quality)
-        self.info.update(pil_info(codec.read_metadata(sections)))  # EXIF and XMP; the pixels are sRGB
+        self.info.update(pil_info(codec.read_metadata(sections, header.grey)))  # EXIF, XMP, ICC profile
         self.tile = [ImageFile._Tile("nic", (0, 0, *self._size), 0)]
 
 

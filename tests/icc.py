@@ -22,14 +22,22 @@ def _desc(text: str) -> bytes:
             + struct.pack(">HB", 0, 0) + b"\0" * 67)
 
 
-def rgb_profile(primaries: list[tuple[float, float]], gamma: float, name: str) -> bytes:
+def _srgb_curve() -> bytes:
+    """sRGB's transfer curve (IEC 61966-2-1), sampled: ICC v2 has no parametric curves."""
+    v = np.linspace(0, 1, 1024)
+    y = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    return b"curv\0\0\0\0" + struct.pack(">I", len(y)) + np.rint(y * 65535).astype(">u2").tobytes()
+
+
+def rgb_profile(primaries: list[tuple[float, float]], gamma: float | None, name: str) -> bytes:
     """An RGB profile with the given xy primaries (R, G, B), white D50 (as ICC's PCS), and one
-    gamma for all three curves; the colorants are chosen so that R=G=B=1 is white."""
+    gamma for all three curves (None: sRGB's curve); the colorants are chosen so that R=G=B=1
+    is white."""
     white = np.array([0.9642, 1.0, 0.8249])
     xyz = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in primaries]).T  # columns: R, G, B
     scale = np.linalg.solve(xyz, white)
     columns = (xyz * scale).T
-    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    curve = _srgb_curve() if gamma is None else b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
     tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(white)), (b"cprt", b"text\0\0\0\0public domain\0"),
             (b"rXYZ", _xyz(columns[0])), (b"gXYZ", _xyz(columns[1])), (b"bXYZ", _xyz(columns[2])),
             (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
@@ -49,3 +57,5 @@ def rgb_profile(primaries: list[tuple[float, float]], gamma: float, name: str) -
 
 # Wide primaries (about those of ProPhoto RGB) and a linear response: far from sRGB.
 WIDE_LINEAR = rgb_profile([(0.7347, 0.2653), (0.1596, 0.8404), (0.0366, 0.0001)], 1.0, "wide linear test")
+# Display P3 (what phones take): P3's primaries with sRGB's curve; its reds and greens lie outside sRGB.
+DISPLAY_P3 = rgb_profile([(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)], None, "Display P3 test")

@@ -97,14 +97,18 @@ def managed(img: Image.Image) -> np.ndarray:
                                                 outputMode="RGB"))
 
 
-def test_icc_profile_is_applied_so_colours_survive(tmp_path, photo):
+@pytest.mark.parametrize("strip", [[], ["--strip"]])
+def test_an_rgb_profile_is_kept_with_pixels_in_its_space_or_applied_when_stripped(tmp_path, photo, strip):
     Image.fromarray(photo).save(tmp_path / "wide.png", icc_profile=WIDE_LINEAR)
     shown = managed(Image.open(tmp_path / "wide.png"))
     assert psnr(shown, photo) < 15  # the profile matters: ignoring it changes the colours a lot
-    assert run_nic("compress", "wide.png", "-q", "90", cwd=tmp_path).returncode == 0
+    assert run_nic("compress", "wide.png", "-q", "90", *strip, cwd=tmp_path).returncode == 0
     assert run_nic("decompress", "wide.nic", "-o", "back.png", cwd=tmp_path).returncode == 0
     back = Image.open(tmp_path / "back.png")
+    assert back.info.get("icc_profile") == (None if strip else WIDE_LINEAR)
     assert psnr(shown, managed(back)) > 28
+    if not strip:  # the pixels themselves were coded as they were, in the profile's space
+        assert psnr(np.asarray(back), photo) > 28
 
 
 @pytest.mark.fast

@@ -190,6 +190,7 @@ class Comparisons:
 
     def upload(self, name: str, picture: Picture, rate: Rate, model: str) -> Job:
         # every codec is scored on the same colour (or grey) planes; alpha is left out, as in `nic eval`
+        picture.keep_metadata(strip=True)  # colours to sRGB
         colours = Picture(picture.pixels)  # and no metadata: a stranger's EXIF, GPS and XMP are never kept
         return self.jobs.submit(lambda progress: (name, picture.alpha is not None,
                                                   compare(colours, *rate, model, progress=progress)))
