@@ -55,6 +55,8 @@ CASES = [
     ("checkerboard-q90-fine-rgba", "checkerboard", 90, "kodim23-crop.png", (0, 20, 60, 64), "RGBA"),
     # The checkerboard weights shipped next (891dff1c...; added by a later release, with --add).
     ("checkerboard-891dff1c-q35-rgb", "checkerboard", 35, "kodim23-crop.png", (16, 8, 64, 48), "RGB"),
+    # The checkerboard weights shipped after those (ded85edc...; added by a later release, with --add).
+    ("checkerboard-ded85edc-q70-fine-rgb", "checkerboard", 70, "kodim05-crop.png", (24, 16, 88, 64), "RGB"),
 ]
 # ComCNN's RecCNN decodes in float32: the same on one machine, within 1 level across machines.
 TOLERANCE = {"comcnn": 1}
