@@ -54,17 +54,21 @@ def _canonical(data: bytes) -> bytes:
     safetensors writes metadata in hash-map order, which changes from process to process; the
     weights hash names the weights in every .nic header, so the same weights must give the
     same bytes."""
-    (n,) = struct.unpack_from("<Q", data)
-    header = json.loads(data[8:8 + n])
+    n, header = _header(data)
     header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # safetensors keeps the tensor data 8-byte aligned
     return struct.pack("<Q", len(text)) + text + data[8 + n:]
 
 
-def _metadata(data: bytes) -> dict[str, str]:
+def _header(data: bytes) -> tuple[int, dict]:
+    """The length and the parsed JSON of a safetensors file's header."""
     (n,) = struct.unpack_from("<Q", data)
-    return json.loads(data[8:8 + n]).get("__metadata__", {})
+    return n, json.loads(data[8:8 + n])
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    return _header(data)[1].get("__metadata__", {})
 
 
 def cut(data: bytes, drop: tuple[str, ...]) -> bytes:
@@ -98,8 +102,7 @@ def identity(data: bytes) -> bytes:
 def deserialize(data: bytes, what: str) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, config) of a weights file; anything malformed is a one-line NicError."""
     try:
-        (n,) = struct.unpack_from("<Q", data)
-        meta = json.loads(data[8:8 + n])["__metadata__"]
+        meta = _header(data)[1]["__metadata__"]
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         if CUT_FROM in meta and cut_from(data) is None:
