@@ -344,6 +344,8 @@ def serve(port: int = 8000, workers: int = 1, queue: int = 4) -> None:
     print(f"nic serve: http://127.0.0.1:{sock.getsockname()[1]}/ (Ctrl-C to stop)", flush=True)
     try:
         server.run(sockets=[sock])
+        if server.should_exit:  # uvicorn took the Ctrl-C; its re-raise can be lost in asyncio's own handler
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         jobs.shutdown()  # queued comparisons are dropped
         if jobs.running():
