@@ -57,13 +57,13 @@ def cheapest_z(lm: registry.LoadedModel, sweeps: int = 2, reach: int = 12) -> np
     by coordinate descent to minimise its own bits plus those of the 16 y symbols under each
     z position (every y symbol then its table's cheapest value)."""
     m = lm.model
-    z_bits, y_min = _bits(m.coding["z"]), np.array([b.min() for b in _bits(m.coding["y"])])
+    z_bits, y_min = _bits(m.coding["z"]), np.array([b.min() for b in _bits(m.entropy.tables)])
     offsets = m.coding["z"].tables.offsets
     z = np.array([offsets[c] + int(np.argmin(b)) for c, b in enumerate(z_bits)], dtype=np.int64)
 
     def cost(candidates: np.ndarray) -> np.ndarray:  # (B, N) constant z fields -> bits per z position
         field = torch.from_numpy(candidates)[:, :, None, None].expand(-1, -1, 4, 4)
-        _, index = m._y_parameters(field, QUALITY)
+        _, index = m.entropy.parameters(m.coding["h_s"](field), QUALITY)
         y = y_min[index[:, :, 6:10, 6:10].numpy()].sum(axis=(1, 2, 3))  # the centre: no border effects
         own = np.array([sum(z_bits[c][v - offsets[c]] for c, v in enumerate(row)) for row in candidates])
         return own + y
@@ -92,9 +92,9 @@ def smallest_streams(lm: registry.LoadedModel, height: int, width: int, z_value:
         z_shape = (1, m.config["N"], height // 64, width // 64)
         z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape).numpy()
         z_sym = np.broadcast_to(z_value[None, :, None, None], z_shape).copy()
-        _, index = m._y_parameters(torch.from_numpy(z_sym), QUALITY)
-        y_sym = _modes(m.coding["y"], index.numpy())
-        return [coder.encode(z_sym, z_index, m.coding["z"]), coder.encode(y_sym, index.numpy(), m.coding["y"])]
+        _, index = m.entropy.parameters(m.coding["h_s"](torch.from_numpy(z_sym)), QUALITY)
+        y_sym = _modes(m.entropy.tables, index.numpy())
+        return [coder.encode(z_sym, z_index, m.coding["z"]), coder.encode(y_sym, index.numpy(), m.entropy.tables)]
     shape = (1, m.y_density.channels, height // m.latent_stride, width // m.latent_stride)
     index = m._index(shape, QUALITY).numpy()
     return [coder.encode(_modes(m.coding["y"], index), index, m.coding["y"])]

@@ -3,8 +3,6 @@ exact twin when it starts from one, and a two-pass file whose symbols come back 
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 import torch
@@ -12,10 +10,9 @@ from torch.nn import functional as F
 
 from nic import geometry
 from nic.entropy import coder
+from nic.entropy.checkerboard import OFFSETS, anchors, neighbours, neighbours_at
 from nic.errors import FormatError
 from nic.models import registry
-from nic.models.checkerboard import OFFSETS, anchors, neighbours, neighbours_at
-from nic.runtime import refine
 from nic.runtime.fast import float_twin
 from nic.train.checkpoint import init_from
 
@@ -129,10 +126,10 @@ def test_refinement_prices_the_rate_with_the_context(coded):
     gain, inv_gain = model.quality_gains(quality)
     with torch.no_grad():
         hyper = float_twin(model, "h_s")(torch.round(model.h_a(latent)))
-        y_g, everywhere = latent * gain, torch.ones_like(latent)
-        context = functools.partial(model.context_delta, tuple(float_twin(model, n) for n in model.context_nets))
-        priced, alone = (float(refine.latent_bits(c, hyper, y_g, y_g, everywhere, gain, inv_gain, torch.round)[0])
-                         for c in (context, None))
+        y_g = latent * gain
+        twins = {name: float_twin(model, name) for name in model.entropy.nets}
+        priced, alone = (float(e.rate(twins, hyper, lambda mu_g: torch.round(y_g - mu_g), gain, inv_gain)[0].sum())
+                         for e in (model.entropy, model.entropy.conditional))
     assert abs(priced - real) < 0.1 * real
     assert abs(priced - real) < abs(alone - real) / 2
 
@@ -150,5 +147,5 @@ def test_refinement_lowers_a_checkerboard_models_rd_cost(coded, monkeypatch):
         return 8 * sum(map(len, streams)) / image[..., 0].size + lmbda * np.mean((decoded - image) ** 2)
 
     refined = cost(model.code(analysis, quality, effort=1))
-    monkeypatch.setattr(model, "context_nets", ())
+    monkeypatch.setattr(model.entropy, "rate", model.entropy.conditional.rate)  # h_s's rate alone
     assert refined < min(cost(model.code(analysis, quality)), cost(model.code(analysis, quality, effort=1)))

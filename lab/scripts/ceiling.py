@@ -40,7 +40,7 @@ def ceiling(model, image: np.ndarray, qualities: list[int], finer: list[float]) 
     h, w = x.shape[-2:]
     xp = torch.nn.functional.pad(x, (0, -w % pad, 0, -h % pad), mode="replicate")
     y = model.g_a(xp)
-    mu, _ = model.entropy_parameters(torch.round(model.h_a(y)))
+    mu, _ = model.h_s(torch.round(model.h_a(y))).chunk(2, dim=1)
     out = {}
     for q in qualities:
         gain, inv_gain = model.gain(torch.tensor([model.gain.position(q)]))

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nic.entropy.checkerboard import OFFSETS, anchors, neighbours
 from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, gaussian_bin_probability
-from nic.models.checkerboard import OFFSETS, anchors, neighbours
 from nic.models.registry import from_bytes
 from nic.train.data import holdout
 
@@ -58,7 +58,7 @@ def r_squared(target: torch.Tensor, feats: torch.Tensor) -> float:
 @torch.no_grad()
 def measure(model: torch.nn.Module, x: torch.Tensor, level: float) -> dict:
     y = model.g_a(x)
-    mu, log_sigma = model.entropy_parameters(torch.round(model.h_a(y)))
+    mu, log_sigma = model.h_s(torch.round(model.h_a(y))).chunk(2, dim=1)
     gain, _ = model.gain(torch.full((len(x),), level))
     sigma = (log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain)
     q = torch.round(y * gain - mu * gain)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from nic.entropy.factorized import FactorizedDensity
+from nic.entropy.quantize import noisy, ste_round
 from nic.models.factorized_latent import FactorizedLatentCodec
 from nic.models.gains import GainTable
-from nic.models.quantize import noisy, ste_round
 from nic.runtime.layers import analysis_transform, synthesis_transform
 
 

@@ -3,10 +3,12 @@
 g_a is an amortized guess of the best latent; for the image at hand the same decoder can do
 better. Refinement starts from g_a's y and h_a's z and optimizes both for the coded quality's
 rate + lambda * distortion, through the float twins of h_s and g_s (the weights file stores
-them as integer networks; loading copies their values into the float layers). Rounding is
-relaxed by stochastic Gumbel annealing (SGA, Yang, Bamler & Mandt 2020): each value is
-drawn to its floor or ceiling with a probability that sharpens as the temperature falls, so
-the optimizer sees the discreteness it will meet. The result is rounded and entropy coded by
+them as integer networks; loading copies their values into the float layers). y's rate is the
+model's entropy model's (`model.entropy.rate`, with float twins of the networks it runs), so
+a context model is priced as its coder will spend. Rounding is relaxed by stochastic Gumbel
+annealing (SGA, Yang, Bamler & Mandt 2020): each value is drawn to its floor or ceiling with
+a probability that sharpens as the temperature falls, so the optimizer sees the discreteness
+it will meet. The result is rounded and entropy coded by
 the unchanged exact path, so the file format and the decoder do not change.
 
 Large images refine tile by tile (in hyper-latent units, with one cell of fixed context),
@@ -25,7 +27,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nic.entropy.gaussian import SCALE_MAX, SCALE_MIN, gaussian_bin_probability
 from nic.runtime.fast import default_precision, float_twin
 
 
@@ -77,9 +78,10 @@ class _Nets(NamedTuple):
     h_s: nn.Module
     g_s: nn.Module
     z_density: nn.Module
-    # A context model's second pass, (hyper, ŷ) -> (correction, mask of the symbols it corrects):
-    # refinement prices the rate the coder will really spend, not the hyperprior's alone.
-    context: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
+    # The model's entropy model priced with the float twins of its networks, (hyper, rounding,
+    # gain, inv_gain) -> (bits of every symbol, ŷ): the rate the coder will really spend, a
+    # context model's second pass included.
+    y_rate: Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -113,9 +115,9 @@ def refine(model: nn.Module, image: np.ndarray, y: torch.Tensor, quality: int, s
         z = model.h_a(y).contiguous()
     x_all = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
     tiles = _tiles(z.shape[2], z.shape[3])
-    twins = tuple(float_twin(model, name) for name in model.context_nets)
+    twins = {name: float_twin(model, name) for name in model.entropy.nets}
     nets = _Nets(float_twin(model, "h_s"), float_twin(model, "g_s"), float_twin(model, "z_density"),
-                 functools.partial(model.context_delta, twins) if twins else None)
+                 functools.partial(model.entropy.rate, twins))
     with tqdm(total=schedule.steps * len(tiles), disable=not progress, unit="step",
               desc=f"refining q{quality}", leave=False, dynamic_ncols=True) as bar:
         for tile in tiles:
@@ -123,32 +125,11 @@ def refine(model: nn.Module, image: np.ndarray, y: torch.Tensor, quality: int, s
     return y_g / gain, torch.round(z).long()
 
 
-def _rounded(hyper: torch.Tensor, y_var: torch.Tensor, y_fixed: torch.Tensor, y_mask: torch.Tensor,
-             gain: torch.Tensor, rounding: Callable[[torch.Tensor], torch.Tensor]
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rounded residual, gained mean, gained sigma) of a tile's gained y under the entropy
-    parameters `hyper`: the centre rounded by `rounding`, the fixed margin as it is coded."""
-    mu, log_sigma = hyper.chunk(2, dim=1)
-    mu_g = mu * gain
-    sigma_g = log_sigma.exp().clamp(SCALE_MIN, SCALE_MAX) * gain
-    rt = y_mask * rounding(y_mask * (y_var - mu_g)) + (1 - y_mask) * torch.round(y_fixed - mu_g.detach())
-    return rt, mu_g, sigma_g
-
-
-def latent_bits(context: Callable | None, hyper: torch.Tensor, y_var: torch.Tensor, y_fixed: torch.Tensor,
-                y_mask: torch.Tensor, gain: torch.Tensor, inv_gain: torch.Tensor,
-                rounding: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(bits of the masked centre of the gained y, ŷ) in the coder's order: with a context
-    model, the first pass's symbols round around h_s's means, and the rest around the means
-    that the context reads off the first pass's ŷ."""
-    rt, mu_g, sigma_g = _rounded(hyper, y_var, y_fixed, y_mask, gain, rounding)
-    if context is not None:
-        # Windows start at even latent rows and columns, so the tile's checkerboard is the image's.
-        delta, later = context(hyper, (rt + mu_g) * inv_gain)
-        rt_later, mu_g, sigma_g = _rounded(hyper + delta, y_var, y_fixed, y_mask, gain, rounding)
-        rt = torch.where(later.bool(), rt_later, rt)  # the first pass's symbols keep their rounding
-    bits = -(y_mask * torch.log2(gaussian_bin_probability(rt, sigma_g))).sum()
-    return bits, (rt + mu_g) * inv_gain
+def _round_tile(mu_g: torch.Tensor, y_var: torch.Tensor, y_fixed: torch.Tensor, y_mask: torch.Tensor,
+                rounding: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The rounded residual of a tile's gained y around the gained means `mu_g` that the
+    entropy model predicts: the centre rounded by `rounding`, the fixed margin as it is coded."""
+    return y_mask * rounding(y_mask * (y_var - mu_g)) + (1 - y_mask) * torch.round(y_fixed - mu_g.detach())
 
 
 def _refine_tile(nets: _Nets, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.Tensor, tile: _Tile,
@@ -184,8 +165,12 @@ def _refine_tile(nets: _Nets, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.T
         zt = z_mask * soft_round(z_var, tau, schedule.noise, gen) + (1 - z_mask) * torch.round(z_fixed)
         with _autocast():
             hyper = nets.h_s(zt).float()
-        y_bits, y_hat = latent_bits(nets.context, hyper, y_var, y_fixed, y_mask, gain, inv_gain,
-                                    functools.partial(soft_round, tau=tau, noise=schedule.noise, gen=gen))
+        # Windows start at even latent rows and columns, so a context model's checkerboard in
+        # the tile is the image's.
+        rounding = functools.partial(soft_round, tau=tau, noise=schedule.noise, gen=gen)
+        y_bits, y_hat = nets.y_rate(hyper, functools.partial(_round_tile, y_var=y_var, y_fixed=y_fixed,
+                                                             y_mask=y_mask, rounding=rounding), gain, inv_gain)
+        y_bits = (y_mask * y_bits).sum()
         z_bits = -(z_mask * torch.log2(nets.z_density.bin_probability(zt - 0.5, zt + 0.5))).sum()
         with _autocast():
             x_hat = nets.g_s(y_hat.contiguous(memory_format=torch.channels_last))
