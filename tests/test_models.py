@@ -50,10 +50,18 @@ def test_comcnn_payload_is_a_real_jpeg(photo2):
     assert jpeg[:3] == b"\xff\xd8\xff" and jpeg[-2:] == b"\xff\xd9"
 
 
-@pytest.mark.parametrize("architecture", sorted(registry.ARCHITECTURES))
-def test_every_architecture_implements_the_model_contract(architecture, photo2):
+# Each architecture as the configs use it, beyond SMALL's first-release form.
+VARIANTS = [(a, SMALL.get(a, {})) for a in sorted(registry.ARCHITECTURES)] + [
+    ("conv-ae", dict(widths=[8, 8, 8], latent=4, latent_relu=False, rate_trained=True)),
+    ("comcnn", dict(width=8, rec_layers=4, quality_input=True)),
+]
+
+
+@pytest.mark.parametrize(("architecture", "config"), VARIANTS, ids=lambda v: "-".join(map(str, v)) if
+                         isinstance(v, dict) else v)
+def test_every_architecture_implements_the_model_contract(architecture, config, photo2):
     """What the codec and the training loop rely on, and nothing else, from a fresh model."""
-    model = registry.build(architecture, **SMALL.get(architecture, {}))
+    model = registry.build(architecture, **config)
     assert isinstance(model, CompressionModel) and model.coding == {}
     x = torch.from_numpy(photo2[:64, :64]).permute(2, 0, 1)[None].float().div(255).repeat(2, 1, 1, 1)
     t = torch.tensor([0.0, model.levels - 1.0])
@@ -143,3 +151,35 @@ def test_a_model_name_no_header_can_hold_is_refused_before_coding(tmp_path, monk
     monkeypatch.setattr(lm.model, "analyse", coding)
     with pytest.raises(nic.NicError, match="model name 'my model' cannot be written into a .nic file"):
         nic.compress(photo, model="my model")
+
+
+def test_only_the_rate_trained_conv_ae_sees_its_quantizer_in_training(photo2):
+    """The first release trained on its unquantized latent, so no level changed its output in
+    training; trained for rate, the decoder learns from the latent each level's gains quantize."""
+    x = torch.from_numpy(photo2[:32, :32]).permute(2, 0, 1)[None].float().div(255).repeat(2, 1, 1, 1)
+    t = torch.tensor([0.0, 7.0])
+    for rate_trained in (False, True):
+        torch.manual_seed(0)
+        model = registry.build("conv-ae", widths=[8, 8, 8], latent=4, latent_relu=False, rate_trained=rate_trained,
+                               lmbda_min=0.001, lmbda_max=0.1)
+        with torch.no_grad():
+            model.g_a[-1].weight.mul_(100)  # latents of several quantizer steps, as trained ones are
+        x_hat = model(x, t)["x_hat"]
+        assert torch.equal(x_hat[0], x_hat[1]) is not rate_trained
+    assert model.downsampling == model.latent_stride == 8 and model.g_a[-1].out_channels == 4
+
+
+def test_comcnn_with_quality_input_restores_each_quality_its_own_way():
+    model = registry.build("comcnn", width=8, rec_layers=4, quality_input=True)
+    torch.nn.init.normal_(model.rec[-1].weight)  # the fresh model starts as plain bicubic
+    decoded = torch.rand(1, 3, 8, 8)
+    low, high = (model.restore(model.rec_input(decoded, [q])) for q in (10, 90))
+    assert low.shape == (1, 3, 16, 16) and not torch.allclose(low, high)
+
+
+@pytest.mark.parametrize("widths", [[0, 8], [8] * 9, "8", [8.0], []])
+def test_a_conv_ae_config_with_impossible_widths_is_one_line(widths):
+    from nic.errors import NicError
+    from nic.runtime.config_check import check_config
+    with pytest.raises(NicError, match="widths"):
+        check_config({"architecture": "conv-ae", "widths": widths}, registry.ARCHITECTURES, "test")

@@ -15,6 +15,12 @@ ComCNN gets its gradient through a straight-through stand-in, the identity in th
 pass (the paper's own choice for ComCNN's update) — but unlike the paper's alternating scheme
 the forward value is the real decoded image, so both networks train in one pass.
 
+One RecCNN serves every JPEG quality, so by default it must undo q5's blocking and keep
+q100's detail with the same filters: the first release, trained so (with ComCNN learning
+beside it), ended 3 dB below plain bicubic upsampling at the top. With `quality_input = true` (the one change to the
+design, made for the second release) RecCNN also reads the JPEG quality, as a constant
+(quality / 100) plane beside the image, and learns each quality's restoration.
+
 Decoding runs RecCNN in float32, tile by tile: unlike the learned codecs it is deterministic
 on one machine but not guaranteed bit-identical across machines (no symbol depends on it).
 """
@@ -59,14 +65,15 @@ class ComRecCNN(CompressionModel):
     encoder_params = ("com.",)  # ComCNN makes the compact image; decoding runs RecCNN
 
     def __init__(self, width: int = 64, rec_layers: int = 20, levels: int = 8,
-                 lmbda_min: float = 1.0, lmbda_max: float = 1.0):
+                 lmbda_min: float = 1.0, lmbda_max: float = 1.0, quality_input: bool = False):
         super().__init__(dict(width=width, rec_layers=rec_layers, levels=levels,
-                              lmbda_min=lmbda_min, lmbda_max=lmbda_max))
+                              lmbda_min=lmbda_min, lmbda_max=lmbda_max, quality_input=quality_input))
+        self.quality_input = quality_input
         self.com = nn.Sequential(
             *conv_relu(3, width), *conv_relu(width, width, stride=2), nn.Conv2d(width, 3, 3, padding=1),
         )
         self.rec = nn.Sequential(
-            *conv_relu(3, width), *[m for _ in range(rec_layers - 2) for m in conv_relu(width, width)],
+            *conv_relu(3 + quality_input, width), *[m for _ in range(rec_layers - 2) for m in conv_relu(width, width)],
             nn.Conv2d(width, 3, 3, padding=1),
         )
         # He initialisation keeps a 20-layer ReLU stack's signal alive (PyTorch's default
@@ -86,9 +93,17 @@ class ComRecCNN(CompressionModel):
         frac = t / (self.gain.levels - 1)
         return round(QUALITY_MIN + frac * (QUALITY_MAX - QUALITY_MIN))
 
-    def reconstruct(self, decoded_compact: torch.Tensor) -> torch.Tensor:
+    def rec_input(self, decoded_compact: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+        """RecCNN's input: the bicubic upsampling, and the JPEG quality plane if it reads one."""
         up = F.interpolate(decoded_compact, scale_factor=2, mode="bicubic", align_corners=False)
-        return up + self.rec(up)
+        if not self.quality_input:
+            return up
+        plane = torch.tensor(qualities, dtype=up.dtype, device=up.device).div(100).view(-1, 1, 1, 1)
+        return torch.cat([up, plane.expand(-1, 1, *up.shape[2:])], 1)
+
+    def restore(self, rec_in: torch.Tensor) -> torch.Tensor:
+        """RecCNN: the upsampled image plus the residual it predicts."""
+        return rec_in[:, :3] + self.rec(rec_in)
 
     def compact(self, x: torch.Tensor) -> torch.Tensor:
         """ComCNN: the half-size image that JPEG codes (a learned residual on a 2x2 average)."""
@@ -97,11 +112,12 @@ class ComRecCNN(CompressionModel):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
         compact = self.compact(x)
         coded, bits = [], []
-        for c, ti in zip(compact, t.tolist(), strict=True):
-            decoded, data = jpeg_round_trip(c, self.jpeg_quality(ti))
+        qualities = [self.jpeg_quality(ti) for ti in t.tolist()]
+        for c, q in zip(compact, qualities, strict=True):
+            decoded, data = jpeg_round_trip(c, q)
             coded.append(c + (decoded - c).detach())  # real JPEG forward, identity backward
             bits.append(len(data) * 8.0)
-        x_hat = self.reconstruct(torch.stack(coded))
+        x_hat = self.restore(self.rec_input(torch.stack(coded), qualities))
         return {"x_hat": x_hat, "bits": torch.tensor(bits, device=x.device)}
 
     # ---- coding: the payload is the JPEG file of the compact image ----
@@ -144,9 +160,9 @@ class ComRecCNN(CompressionModel):
         except Exception as e:
             raise FormatError(f"JPEG section is corrupt ({e})") from None
         c = torch.from_numpy(compact).permute(2, 0, 1)[None].float().div(255)
-        up = F.interpolate(c, scale_factor=2, mode="bicubic", align_corners=False)
-        return tiling.run_tiled(tiling.whole_tiles(self._restore, 1), up, REC_TILE, REC_MARGIN, 1)
+        rec_in = self.rec_input(c, [quality])
+        return tiling.run_tiled(tiling.whole_tiles(self._pixels, 1), rec_in, REC_TILE, REC_MARGIN, 1)
 
-    def _restore(self, up: torch.Tensor) -> torch.Tensor:
-        """RecCNN on (a tile of) the upsampled image -> uint8 pixels."""
-        return (up + self.rec(up)).clamp(0, 1).mul(255).round().to(torch.uint8)
+    def _pixels(self, rec_in: torch.Tensor) -> torch.Tensor:
+        """RecCNN on (a tile of) its input -> uint8 pixels."""
+        return self.restore(rec_in).clamp(0, 1).mul(255).round().to(torch.uint8)

@@ -68,6 +68,9 @@ def _check_value(key: str, value: object, default: object, what: str) -> None:
         ok = type(value) is int and 1 <= value <= MAX_INT
     elif isinstance(default, float):
         ok = type(value) in (int, float) and 0 < value < float("inf")
+    elif isinstance(default, tuple):  # a short list of widths
+        ok = (type(value) in (list, tuple) and 0 < len(value) <= 8
+              and all(type(v) is int and 1 <= v <= MAX_INT for v in value))
     else:
         ok = type(value) is type(default)
     if not ok:
