@@ -231,7 +231,7 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
 
 
 @pytest.mark.fast
-@pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").glob("*.toml")),
+@pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "configs").rglob("*.toml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_resolve(config):
     cfg = resolve(config)
@@ -246,7 +246,7 @@ def test_conv_ae_trains_on_a_cifar_tarball(tmp_path):
     data = np.repeat(np.repeat(base, 8, axis=2), 8, axis=3).reshape(64, 3072).astype(np.uint8)
     tarball = cifar_tarball(tmp_path / "cifar-100-python.tar.gz",
                             pickle.dumps({b"data": data, b"fine_labels": [0] * 64}, protocol=2))
-    cfg = resolve(Path(__file__).parent.parent / "configs" / "conv-ae.toml",
+    cfg = resolve(Path(__file__).parent.parent / "configs" / "seed" / "conv-ae-cifar.toml",
                   [f"data.sources=['{tarball}']", "data.crop=32", "data.batch=16", "optim.steps=30",
                    "run.threads=1", "run.log_every=10", "model.width=16", "model.latent=8"])
     result = train(cfg, tmp_path / "run", progress=False)

@@ -18,7 +18,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # model section: the architecture's own defaults
     "model": {"architecture": DEFAULT_MODEL},
     "data": {"sources": [], "crop": 128, "batch": 8, "max_side": 512,
-             "holdout": 0, "augment": "flip"},
+             "holdout": 0, "augment": "flip", "grey": False},
     "optim": {"lr": 3e-4, "min_lr": 1e-5, "warmup": 500, "steps": 30000, "hours": 0.0, "clip": 1.0,
               "metric": "mse", "balance": 0.5, "only": []},
     "run": {"seed": 0, "init": "", "device": "auto", "threads": 0, "precision": "auto",

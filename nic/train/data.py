@@ -108,10 +108,16 @@ def load_cifar(tarball: Path, split: str = "train") -> list[np.ndarray]:
     return list(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
 
-def load_sources(sources: list[str], max_side: int = 512,
-                 held_out: int = 0) -> tuple[list[np.ndarray], list[Path]]:
+def to_grey(a: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image as its luma (ITU-R 601, as Pillow's "L"), replicated to 3 channels."""
+    return np.repeat(np.asarray(Image.fromarray(a).convert("L"))[:, :, None], 3, axis=2)
+
+
+def load_sources(sources: list[str], max_side: int = 512, held_out: int = 0,
+                 grey: bool = False) -> tuple[list[np.ndarray], list[Path]]:
     """Images from folders and CIFAR-100 tarballs, in the order given, without the ~`held_out`
-    folder images set aside for validation (see `holdout`); returns (images, held-out paths)."""
+    folder images set aside for validation (see `holdout`); returns (images, held-out paths).
+    `grey`: every image as its luma, replicated to 3 channels (`to_grey`)."""
     paths = [Path(src).expanduser() for src in sources]
     skip = holdout([p for p in paths if p.is_dir()], held_out)
     images: list[np.ndarray] = []
@@ -124,7 +130,7 @@ def load_sources(sources: list[str], max_side: int = 512,
             raise NicError(f"{src}: not a folder of images or a CIFAR-100 .tar.gz")
     if not images:
         raise NicError(f"no training images found in {', '.join(sources)}")
-    return images, skip
+    return ([to_grey(a) for a in images] if grey else images), skip
 
 
 AUGMENTS = ("flip", "dihedral")
