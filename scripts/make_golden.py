@@ -57,6 +57,8 @@ CASES = [
     ("checkerboard-891dff1c-q35-rgb", "checkerboard", 35, "kodim23-crop.png", (16, 8, 64, 48), "RGB"),
     # The checkerboard weights shipped after those (ded85edc...; added by a later release, with --add).
     ("checkerboard-ded85edc-q70-fine-rgb", "checkerboard", 70, "kodim05-crop.png", (24, 16, 88, 64), "RGB"),
+    # comcnn's second weights (57e23f96..., RecCNN reads the quality; added by a later release, with --add).
+    ("comcnn-57e23f96-q30-rgb", "comcnn", 30, "kodim23-crop.png", (8, 8, 72, 56), "RGB"),
 ]
 # ComCNN's RecCNN decodes in float32: the same on one machine, within 1 level across machines.
 TOLERANCE = {"comcnn": 1}
