@@ -253,3 +253,21 @@ def test_a_failing_image_is_recorded_and_the_run_goes_on(tmp_path):
     assert all(a["images"] == 1 for a in result["averages"])
     page = (tmp_path / "res" / "report.html").read_text()
     assert "cut.png" in page and "thin.png" in page and "left out of every average" in page
+
+
+@pytest.mark.fast
+def test_committed_results_without_their_records_are_measured_again_into_place(tmp_path):
+    """A fresh clone has results/kodak's results.json but not its records cache: the README's
+    command must write there without --force; a folder of anything else still needs it."""
+    from nic.errors import NicError
+    from nic.eval.runner import _prepare
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "results.json").write_text("{}")
+    (results / "rd-psnr.png").write_bytes(b"")
+    _prepare(results, force=False)
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "a.png").write_bytes(b"")
+    with pytest.raises(NicError, match="holds other files"):
+        _prepare(other, force=False)

@@ -227,7 +227,10 @@ def _load_cache(path: Path) -> dict[str, dict]:
 def _prepare(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise NicError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / RECORDS).is_file() and not force:
+    # A folder of results without its records (results/kodak as committed, in a fresh clone) is
+    # an eval's folder too: its results are measured again and rewritten.
+    ours = (out / RECORDS).is_file() or (out / "results.json").is_file()
+    if out.is_dir() and any(out.iterdir()) and not ours and not force:
         raise NicError(f"{out}: folder holds other files, not nic eval results (use --force to write into it)")
     try:
         out.mkdir(parents=True, exist_ok=True)
