@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 import nic
 from nic.eval.bdrate import bd_quality, bd_rate
 from nic.eval.crops import CROP, crops
-from nic.eval.runner import Outcome, Plan
+from nic.eval.runner import RESULTS, Outcome, Plan
 from nic.writes import atomic_write
 
 QUALITIES = {"psnr": "PSNR (dB, RGB)", "msssim_db": "MS-SSIM (dB) = −10·log10(1 − MS-SSIM), RGB"}
@@ -288,6 +288,6 @@ def write(out: Path, plan: Plan, outcome: Outcome) -> None:
                         "nic": nic.__version__,
                         **{p: version(p) for p in ("torch", "pillow", "pillow-heif", "pillow-jxl-plugin")}},
     }
-    atomic_write(out / "results.json", (json.dumps(_finite(result), indent=1) + "\n").encode(), force=True)
+    atomic_write(out / RESULTS, (json.dumps(_finite(result), indent=1) + "\n").encode(), force=True)
     page = _page(title, summary, plots, main, labels[base], matrices, _average_rows(plan, rows, labels), shown)
     atomic_write(out / "report.html", page.encode(), force=True)

@@ -33,6 +33,7 @@ from nic.writes import atomic_write
 DEFAULT_CODECS = ("jpeg", "webp", "jp2", "avif", "jxl", "heic")
 DEFAULT_METRICS = ("psnr", "ssim", "msssim")
 RECORDS = "records.jsonl"
+RESULTS = "results.json"  # what report.py writes beside them
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def _prepare(out: Path, force: bool) -> None:
         raise NicError(f"{out}: exists and is not a folder")
     # A folder of results without its records (results/kodak as committed, in a fresh clone) is
     # an eval's folder too: its results are measured again and rewritten.
-    ours = (out / RECORDS).is_file() or (out / "results.json").is_file()
+    ours = (out / RECORDS).is_file() or (out / RESULTS).is_file()
     if out.is_dir() and any(out.iterdir()) and not ours and not force:
         raise NicError(f"{out}: folder holds other files, not nic eval results (use --force to write into it)")
     try:
