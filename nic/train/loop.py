@@ -105,8 +105,7 @@ def train(cfg: dict[str, dict[str, Any]] | None, run_dir: Path, resume: bool = F
         init_from(model, Path(rcfg["init"]))
 
     # The data: every batch is a pure function of seed, step and rank, so resume is exact.
-    images, held_out = load_sources(dcfg["sources"], dcfg["max_side"], dcfg["holdout"],
-                                     dcfg.get("grey", False))
+    images, held_out = load_sources(dcfg["sources"], dcfg["max_side"], dcfg["holdout"], dcfg["grey"])
     run_dir.mkdir(parents=True, exist_ok=True)  # only once the weights and data have loaded
     sampler = CropSampler(images, dcfg["crop"], device, rcfg["seed"], dcfg["augment"])
     per_rank = max(1, dcfg["batch"] // world)
