@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -175,6 +177,20 @@ def test_comcnn_with_quality_input_restores_each_quality_its_own_way():
     decoded = torch.rand(1, 3, 8, 8)
     low, high = (model.restore(model.rec_input(decoded, [q])) for q in (10, 90))
     assert low.shape == (1, 3, 16, 16) and not torch.allclose(low, high)
+
+
+def test_comcnn_keeps_full_chroma_from_its_threshold_and_decodes_either_sampling(photo2):
+    from PIL import JpegImagePlugin
+    model = registry.build("comcnn", width=8, rec_layers=4, quality_input=True, full_chroma_from=90)
+    image = photo2[:64, :64]
+    analysis = model.analyse(image)
+    for quality, sampling in ((89, 2), (90, 0), (100, 0)):  # 2: 4:2:0, 0: 4:4:4
+        [jpeg] = model.code(analysis, quality)
+        assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(jpeg))) == sampling
+        assert model.decompress([jpeg], 64, 64, quality).shape == (64, 64, 3)
+    default = registry.build("comcnn", width=8, rec_layers=4)  # older configs: 4:2:0 at every quality
+    [jpeg] = default.code(default.analyse(image), 100)
+    assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(jpeg))) == 2
 
 
 @pytest.mark.parametrize("widths", [[0, 8], [8] * 9, "8", [8.0], []])

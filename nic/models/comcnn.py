@@ -21,6 +21,10 @@ beside it), ended 3 dB below plain bicubic upsampling at the top. With `quality_
 design, made for the second release) RecCNN also reads the JPEG quality, as a constant
 (quality / 100) plane beside the image, and learns each quality's restoration.
 
+At the top the half-size image itself is the limit, and 4:2:0 halves its chroma again: from
+`full_chroma_from` on (JPEG quality; off by default, as in the first two releases) the
+compact image is coded 4:4:4. Decoding needs no setting: the JPEG names its own sampling.
+
 Decoding runs RecCNN in float32, tile by tile: unlike the learned codecs it is deterministic
 on one machine but not guaranteed bit-identical across machines (no symbol depends on it).
 """
@@ -49,11 +53,13 @@ def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU()]
 
 
-def jpeg_round_trip(compact: torch.Tensor, quality: int) -> tuple[torch.Tensor, bytes]:
-    """A (3, h, w) image in [0, 1] through real JPEG: (decoded image, the JPEG bytes)."""
+def jpeg_round_trip(compact: torch.Tensor, quality: int, full_chroma: bool = False) -> tuple[torch.Tensor, bytes]:
+    """A (3, h, w) image in [0, 1] through real JPEG: (decoded image, the JPEG bytes).
+    `full_chroma` codes 4:4:4 instead of libjpeg's default 4:2:0."""
     arr = compact.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, format="JPEG", quality=quality)
+    extra = {"subsampling": 0} if full_chroma else {}
+    Image.fromarray(arr, "RGB").save(buf, format="JPEG", quality=quality, **extra)
     data = buf.getvalue()
     decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     return torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div(255).to(compact.device), data
@@ -65,10 +71,12 @@ class ComRecCNN(CompressionModel):
     encoder_params = ("com.",)  # ComCNN makes the compact image; decoding runs RecCNN
 
     def __init__(self, width: int = 64, rec_layers: int = 20, levels: int = 8,
-                 lmbda_min: float = 1.0, lmbda_max: float = 1.0, quality_input: bool = False):
-        super().__init__(dict(width=width, rec_layers=rec_layers, levels=levels,
-                              lmbda_min=lmbda_min, lmbda_max=lmbda_max, quality_input=quality_input))
+                 lmbda_min: float = 1.0, lmbda_max: float = 1.0, quality_input: bool = False,
+                 full_chroma_from: int = QUALITY_MAX + 1):
+        super().__init__(dict(width=width, rec_layers=rec_layers, levels=levels, lmbda_min=lmbda_min,
+                              lmbda_max=lmbda_max, quality_input=quality_input, full_chroma_from=full_chroma_from))
         self.quality_input = quality_input
+        self.full_chroma_from = full_chroma_from
         self.com = nn.Sequential(
             *conv_relu(3, width), *conv_relu(width, width, stride=2), nn.Conv2d(width, 3, 3, padding=1),
         )
@@ -114,7 +122,7 @@ class ComRecCNN(CompressionModel):
         coded, bits = [], []
         qualities = [self.jpeg_quality(ti) for ti in t.tolist()]
         for c, q in zip(compact, qualities, strict=True):
-            decoded, data = jpeg_round_trip(c, q)
+            decoded, data = jpeg_round_trip(c, q, q >= self.full_chroma_from)
             coded.append(c + (decoded - c).detach())  # real JPEG forward, identity backward
             bits.append(len(data) * 8.0)
         x_hat = self.restore(self.rec_input(torch.stack(coded), qualities))
@@ -137,7 +145,7 @@ class ComRecCNN(CompressionModel):
 
     def code(self, analysis: Analysis, quality: int, effort: int = 0, progress: bool = False) -> list[bytes]:
         """[JPEG bytes of the compact image at this quality] (no refinement: max_effort is 0)."""
-        return [jpeg_round_trip(analysis.latent, quality)[1]]
+        return [jpeg_round_trip(analysis.latent, quality, quality >= self.full_chroma_from)[1]]
 
     @torch.inference_mode()
     def decompress(self, streams: list[bytes], height: int, width: int, quality: int,
