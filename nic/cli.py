@@ -13,7 +13,7 @@ from nic.errors import NicError
 from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN, STANDARD_QUALITIES
 
 # What the extras in pyproject.toml bring: `pip install nic` gives every other command.
-EXTRAS = {"serve": ("starlette", "uvicorn"), "eval": ("matplotlib", "pillow_heif", "pillow_jxl")}
+EXTRAS = {"serve": ("starlette", "uvicorn"), "eval": ("matplotlib", "pillow_heif", "pillow_jxl"), "onnx": ("onnx",)}
 
 
 def _needs(command: str, extra: str) -> None:
@@ -140,6 +140,15 @@ def _export(args: argparse.Namespace) -> None:
         print(f"  q{p['quality']}: {p['bpp']:.4f} bpp, {p['psnr']:.2f} dB")
 
 
+def _export_onnx(args: argparse.Namespace) -> None:
+    _needs("export-onnx", "onnx")
+    from nic.onnx_export import CODING_FILE, export_onnx
+
+    manifest = export_onnx(args.model, Path(args.dir), args.force)
+    print(f"{args.dir}: model {manifest['model']} (weights {manifest['weights_hash']}): "
+          f"{', '.join(g['file'] for g in manifest['graphs'].values())}, {CODING_FILE}, manifest.json")
+
+
 def _eval(args: argparse.Namespace) -> None:
     _needs("eval", "eval")
     from nic.eval import report, runner
@@ -224,6 +233,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--note", default="", help="free text for the model card (how it was trained, caveats)")
     e.add_argument("--force", action="store_true")
     e.set_defaults(handler=_export)
+
+    o = sub.add_parser("export-onnx", help="export a model's networks as ONNX graphs with its integer coding state, "
+                                           "for decoders without PyTorch (see docs/ONNX.md)")
+    o.add_argument("model", help="model name (see `nic models`)")
+    o.add_argument("dir", help="output folder (made if missing)")
+    o.add_argument("--force", action="store_true", help="overwrite files already there")
+    o.set_defaults(handler=_export_onnx)
 
     v = sub.add_parser("eval", help="measure models and classic codecs on a folder of images (RD, BD-rate, report)")
     v.add_argument("data", help="folder of images, e.g. the 24 Kodak PNGs")

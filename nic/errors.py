@@ -1,9 +1,9 @@
-"""The project's own exceptions: anything raised as one of these is a user-facing message."""
+"""The project's own exceptions: anything raised as one of these is a user-facing message.
 
+They are nic_decode's (the torch-free decoder that nic's container and decoding checks come
+from), so a check raises the same type whichever package runs it.
+"""
 
-class NicError(Exception):
-    """A problem with the user's input or environment, reported as one line, exit code 1."""
+from nic_decode.errors import FormatError, NicError
 
-
-class FormatError(NicError):
-    """A .nic file that is damaged, truncated, of another version, or otherwise unreadable."""
+__all__ = ["FormatError", "NicError"]

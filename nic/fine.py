@@ -13,14 +13,15 @@ index. The inverse DCT runs in integers, so the layer decodes the same on every 
 
 Bytes (docs/FORMAT.md): the layer is cut into bands of rows, one section per band, so memory
 stays bounded on large images. Each section is `_HEAD` (base quality, luma and chroma steps
-in 1/16, length of the index stream), the table-index stream, then the symbol stream.
+in 1/16, length of the index stream), the table-index stream, then the symbol stream. The
+format's constants and the decoding steps are nic_decode.fine's; the encoder and the torch
+inverse DCT (on torch's threads, shared with the synthesis) are here.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,23 +29,23 @@ import torch
 
 from nic.entropy import coder
 from nic.entropy.laplace import SCALE_LEVELS, laplace_tables
-from nic.errors import FormatError
-from nic.quality import QUALITY_MAX, QUALITY_MIN
+from nic.quality import QUALITY_MAX
+from nic_decode import fine as shared
+from nic_decode.fine import BAND_PIXELS, BLOCK, FREQ, Layer, bands, base_quality
+from nic_decode.fine import DCT_BITS as _DCT_BITS
+from nic_decode.fine import DCT_INT as _DCT_INT
+from nic_decode.fine import HEAD as _HEAD
+from nic_decode.fine import PER as _PER
+from nic_decode.fine import plane_steps16 as _plane_steps16
+from nic_decode.fine import table_of_each as _table_of_each
 
 STEP_FIRST, STEP_TOP = 32.0, 7.0  # luma step just above FINE_FROM and at quality 100
 CHROMA = 1.5  # chroma step / luma step
 DEAD_ZONE = 0.2  # of a step: values within 0.7 steps of zero round to zero
-BLOCK = 16  # pixels per side of a region, whose 2 x 2 DCT blocks share one table
-FREQ = 8  # DCT size
-_PER = BLOCK // FREQ  # DCT blocks per region side
-BAND_PIXELS = 1 << 20  # about this many pixels per section
-# base quality, luma step * 16, chroma step * 16, table of the index differences, their length
-_HEAD = struct.Struct("<BHHBI")
 _COST_RANGE = 64  # the encoder prices |symbols| up to this when it picks a table
-_MAX_PRODUCT = 1 << 17  # |symbol x step x 16|: |DCT coefficients| <= 8 x 255, so no encoder makes more
-# round(16384 cos(m pi / 16)), m = 0..8: the orthonormal DCT's entries times 2**15.
-_COS = (16384, 16069, 15137, 13623, 11585, 9102, 6270, 3196, 0)
-_DCT_BITS = 15
+_DCT = _DCT_INT / float(1 << _DCT_BITS)  # the orthonormal DCT, for the encoder's forward transform
+__all__ = ["BAND_PIXELS", "BLOCK", "FREQ", "Layer", "Plan", "apply", "base_quality", "decode", "encode", "parse",
+           "plan"]
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,6 @@ def _inv(c: torch.Tensor) -> torch.Tensor:
     y, co, cg = c
     return torch.stack([y + co - cg, y + cg, y - co - cg], dim=-1)
 
-
-def _cos(m: int) -> int:
-    m %= 32
-    return (-1 if 8 < m < 24 else 1) * _COS[min(m % 16, 16 - m % 16)]
-
-
-# Row u: DCT basis function u, times 2**15 (row 0 is 1/sqrt(8) = cos(pi/4) / 2).
-_DCT_INT = np.array([[_cos(4 if u == 0 else (2 * x + 1) * u) for x in range(FREQ)] for u in range(FREQ)],
-                    dtype=np.int64)
-_DCT = _DCT_INT / float(1 << _DCT_BITS)
 
 
 def _to_blocks(planes: np.ndarray) -> np.ndarray:
@@ -111,17 +102,6 @@ def _forward(planes: np.ndarray) -> np.ndarray:
     """YCoCg planes (3, H, W) -> their 8 x 8 DCT coefficients (3, H/8, W/8, 8, 8), in float."""
     dct = torch.from_numpy(_DCT)
     return (dct @ torch.from_numpy(_to_blocks(planes)) @ dct.T).numpy()
-
-
-def _table_of_each(index: np.ndarray) -> np.ndarray:
-    """Table index per (plane, region) -> per coefficient (3, H/8, W/8, 8, 8)."""
-    per_block = index.repeat(_PER, axis=1).repeat(_PER, axis=2)
-    return np.broadcast_to(per_block[..., None, None], (*per_block.shape, FREQ, FREQ))
-
-
-def _bands(height: int, width: int) -> list[tuple[int, int]]:
-    rows = max(BLOCK, BAND_PIXELS // max(width, 1) // BLOCK * BLOCK)
-    return [(top, min(top + rows, height)) for top in range(0, height, rows)]
 
 
 @functools.cache
@@ -170,18 +150,9 @@ def _side_symbols(index: np.ndarray) -> np.ndarray:
     return d
 
 
-def _side_index(d: np.ndarray) -> np.ndarray:
-    return np.cumsum(np.concatenate([np.cumsum(d[:, :, :1], axis=1), d[:, :, 1:]], axis=2), axis=2)
-
-
 @functools.cache
 def _dists() -> coder.Categoricals:
     return coder.Categoricals(laplace_tables())
-
-
-def _plane_steps16(luma16: int, chroma16: int) -> np.ndarray:
-    """Steps times 16 of the Y, Co and Cg planes, shaped to divide or scale (3, H/8, W/8, 8, 8)."""
-    return np.array([luma16, chroma16, chroma16], dtype=np.int64)[:, None, None, None, None]
 
 
 def _encode_band(x: np.ndarray, base: np.ndarray, p: Plan, steps16: tuple[int, int]) -> bytes:
@@ -201,73 +172,22 @@ def encode(image: np.ndarray, base: np.ndarray, p: Plan) -> list[bytes]:
     """The fine layer's sections: what brings decoded `base` (H, W, 3 uint8, sides multiples
     of 16) toward `image`."""
     steps16 = (round(p.step * 16), round(p.step * CHROMA * 16))
-    return [_encode_band(image[top:end], base[top:end], p, steps16) for top, end in _bands(*image.shape[:2])]
+    return [_encode_band(image[top:end], base[top:end], p, steps16)
+            for top, end in bands(*image.shape[:2], BAND_PIXELS)]
 
 
-def base_quality(sections: list[bytes]) -> int:
-    """The quality the latent of a file with these fine sections was coded at."""
-    heads = {_head(s)[:3] for s in sections}
-    if len(heads) != 1:
-        raise FormatError("fine sections disagree on their base quality or steps")
-    return heads.pop()[0]
-
-
-def _head(section: bytes) -> tuple[int, int, int, int, int]:
-    if len(section) < _HEAD.size:
-        raise FormatError("fine section is shorter than its header")
-    quality, luma, chroma, side_table, side = _HEAD.unpack_from(section)
-    if not QUALITY_MIN <= quality <= QUALITY_MAX or not luma or not chroma:
-        raise FormatError("fine section has an impossible base quality or step")
-    if side_table >= SCALE_LEVELS:
-        raise FormatError("fine section names an index table that does not exist")
-    if _HEAD.size + side > len(section):
-        raise FormatError("fine section's index stream is longer than the section")
-    return quality, luma, chroma, side_table, side
-
-
-@dataclass
-class Layer:
-    """A file's fine layer, entropy-decoded and checked: done before any synthesis, so that a
-    damaged layer costs no decoder work (docs/FORMAT.md, reading rules)."""
-
-    base: int  # the quality the latent was coded at
-    steps16: np.ndarray  # (3, 1, 1, 1, 1): luma, chroma, chroma steps times 16
-    bands: list[tuple[int, int, np.ndarray, np.ndarray]]  # rows top..end, region tables + 1, symbols
+def _decode(data: bytes, index: np.ndarray) -> np.ndarray:
+    return coder.decode(data, index, _dists())
 
 
 def parse(sections: list[bytes], height: int, width: int) -> Layer:
     """Decode the fine sections of a padded height x width image; FormatError if damaged."""
-    if height % BLOCK or width % BLOCK:
-        raise FormatError(f"a fine layer needs sides that are multiples of {BLOCK}")
-    bands = _bands(height, width)
-    if len(sections) != len(bands):
-        raise FormatError(f"image needs {len(bands)} fine sections, file has {len(sections)}")
-    base = base_quality(sections)  # and every section's header agrees
-    out = []
-    for data, (top, end) in zip(sections, bands, strict=True):
-        _, luma, chroma, side_table, side = _head(data)
-        grid = (3, (end - top) // BLOCK, width // BLOCK)
-        d = coder.decode(data[_HEAD.size:_HEAD.size + side], np.full(grid, side_table), _dists())
-        index = _side_index(d.reshape(grid))
-        if index.min() < 0 or index.max() > SCALE_LEVELS:
-            raise FormatError("fine section has a table index outside its tables")
-        each = _table_of_each(index.astype(np.uint8))
-        values = coder.decode(data[_HEAD.size + side:], each[each > 0].astype(np.int64) - 1, _dists())
-        if values.size and np.abs(values).max() * max(luma, chroma) > _MAX_PRODUCT:
-            raise FormatError("fine section holds a value no encoder makes")
-        out.append((top, end, index.astype(np.uint8), values.astype(np.int32)))
-    return Layer(base, _plane_steps16(luma, chroma), out)
+    return shared.parse(sections, height, width, _decode, BAND_PIXELS)
 
 
 def apply(layer: Layer, base: np.ndarray) -> np.ndarray:
     """Decoded `base` (H, W, 3 uint8, padded) plus the fine layer: the finished pixels."""
-    out = np.empty_like(base)
-    for top, end, index, values in layer.bands:
-        each = _table_of_each(index)
-        sym = np.zeros(each.shape, dtype=np.int64)
-        sym[each > 0] = values
-        out[top:end] = np.clip(base[top:end] + _residual(sym * layer.steps16), 0, 255)
-    return out
+    return shared.apply(layer, base, _residual)
 
 
 def decode(sections: list[bytes], base: np.ndarray) -> np.ndarray:

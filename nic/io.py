@@ -24,27 +24,14 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 
 from nic.errors import NicError
 from nic.metadata import Metadata, describes, from_pil, save_options
+from nic_decode.container import max_pixels  # shared with nic_decode
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
                   ".avif", ".jp2", ".heic", ".jxl", ".tga")  # what folder-walking commands pick up
-DEFAULT_MAX_PIXELS = 1 << 26  # 67 Mpx, e.g. 8192 x 8192 (coding needs ~55 bytes per pixel)
-LARGEST_MAX_PIXELS = 1 << 36  # 69 Gpx, terabytes to code: a larger NIC_MAX_PIXELS is a typo, not a plan
 _SRGB = ImageCms.createProfile("sRGB")
 _T = Image.Transpose
 _UPRIGHT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
             7: _T.TRANSVERSE, 8: _T.ROTATE_90}  # what turns each EXIF orientation upright, as exif_transpose does
-
-
-def max_pixels() -> int:
-    """The largest image (in pixels) nic reads or decodes; set NIC_MAX_PIXELS to change it."""
-    value = os.environ.get("NIC_MAX_PIXELS", "")
-    try:
-        limit = int(value) if value else DEFAULT_MAX_PIXELS
-    except ValueError:
-        raise NicError(f"NIC_MAX_PIXELS must be an integer, got {value!r}") from None
-    if not 1 <= limit <= LARGEST_MAX_PIXELS:
-        raise NicError(f"NIC_MAX_PIXELS must be from 1 to {LARGEST_MAX_PIXELS}, got {value!r}")
-    return limit
 
 
 @dataclass

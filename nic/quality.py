@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from nic.errors import NicError
+from nic_decode.container import QUALITY_MAX, QUALITY_MIN  # the header's scale
 
-QUALITY_MIN, QUALITY_MAX = 1, 100
 DEFAULT_QUALITY = 75
 QUALITIES = range(QUALITY_MIN, QUALITY_MAX + 1)
 FINE_FROM = 50  # qualities above this carry a fine layer on the latent of this quality

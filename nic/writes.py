@@ -2,19 +2,20 @@
 
 Every output nic makes goes through `atomic_write`: all bytes are computed first, then a
 hidden temp file is written, synced and renamed into place. Nothing is replaced without
-`force`, and folders that cannot take a file are refused before any work is done.
+`force`, and folders that cannot take a file are refused before any work is done. The temp
+file and the no-replace rename are nic_decode.output's, which writes the same way.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
 
 from nic.errors import NicError
+from nic_decode.output import publish, temp_written  # the decoder's writes too
 
 MIN_FREE_BYTES = 1 << 16  # a folder with less free space than this is full
 
@@ -104,21 +105,6 @@ def remove_stale_temps(folder: Path, name: str = "*") -> int:
     return removed
 
 
-def _publish(tmp: Path, path: Path) -> None:
-    """Give the finished temp file its name without replacing anything: a hard link fails
-    if the name exists, atomically (no check-then-rename race). Where links are not
-    supported, the name is reserved with O_EXCL and the file renamed onto it."""
-    try:
-        os.link(tmp, path)
-        return
-    except FileExistsError:
-        raise
-    except OSError:
-        pass
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    os.replace(tmp, path)
-
-
 def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
     """Write a whole file or nothing: callers compute every byte first, then this writes a
     hidden temp file in the same folder, fsyncs it and renames it into place, so a kill at
@@ -127,23 +113,16 @@ def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> N
     `force` an existing file is never replaced, even one that appears meanwhile."""
     path = check_writable(path, force)
     remove_stale_temps(path.parent, path.name)
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if force:
-            problem = not_replaceable(path)  # again: it may have changed during the work
-            if problem:
-                raise NicError(problem)
-            os.replace(tmp, path)
-        else:
-            _publish(tmp, path)
+        with temp_written(path, data) as tmp:
+            if force:
+                problem = not_replaceable(path)  # again: it may have changed during the work
+                if problem:
+                    raise NicError(problem)
+                os.replace(tmp, path)
+            else:
+                publish(tmp, path)
     except FileExistsError:
         raise NicError(f"{path}: already exists (use --force to overwrite)") from None
     except OSError as e:
         raise NicError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)

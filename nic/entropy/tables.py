@@ -3,6 +3,7 @@
 A `TableSet` holds many discrete distributions, each over symbols lo..lo+n-1 plus one escape
 symbol (index n) for values outside that range. Counts are integers summing to 2**PRECISION,
 every symbol at least 1, so any value can be coded and encoder and decoder see the same model.
+The quantization is nic_decode.tables' (the torch-free decoder builds its Laplace tables with it).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import torch
 
 from nic.entropy.factorized import FactorizedDensity
 from nic.entropy.gaussian import SCALE_TABLE
+from nic_decode.tables import PRECISION, TAIL_MASS, quantize_pmf  # shared with the decoder
 
-PRECISION = 24  # constriction's default ANS precision
-TAIL_MASS = 1e-6  # mass left to the escape symbol when a table's range is chosen
 TAIL_SIGMAS = 4.9  # a Gaussian puts TAIL_MASS beyond +-4.9 sigma
 
 
@@ -56,21 +56,6 @@ class TableSet:
         lengths = np.array([len(q) for q in quantized], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         return cls(np.concatenate(quantized), starts, lengths, np.asarray(offsets, dtype=np.int64))
-
-
-def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
-    """Integer counts >= 1 summing exactly to 2**PRECISION, close to `pmf` in proportion."""
-    total = 1 << PRECISION
-    pmf = np.maximum(np.asarray(pmf, dtype=np.float64), 0)
-    n = len(pmf)
-    counts = np.floor(pmf / pmf.sum() * (total - n)).astype(np.int64) + 1
-    # Hand the remainder to the largest symbols, in a fixed order, so the result is exact.
-    deficit = total - int(counts.sum())
-    order = np.argsort(-pmf, kind="stable")
-    counts[order[: deficit % n]] += 1
-    counts[order] += deficit // n
-    assert counts.sum() == total and counts.min() >= 1
-    return counts
 
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:

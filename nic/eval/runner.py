@@ -183,22 +183,24 @@ def plan(data: Path, models: str | None = None, codecs: str | None = None, metri
     return Plan(data, images, contenders, tuple(chosen), _published(data, images, published_dir))
 
 
-CLASSIC_SOURCES = {"eval/classic.py", "eval/metrics.py", "eval/rd.py", "io.py"}
+CLASSIC_SOURCES = {"nic/eval/classic.py", "nic/eval/metrics.py", "nic/eval/rd.py", "nic/io.py",
+                   "nic_decode/container.py"}  # io reads the pixel limit from there
 
 
 def code_version(kind: str) -> str:
-    """A hash of the nic source a record depends on: for classic codecs, the Pillow bridge and
-    the metrics; for learned models, all of it but training, the CLI, the Pillow plugin, `nic serve`
-    and the reporting side.
+    """A hash of the source a record depends on: for classic codecs, the Pillow bridge and
+    the metrics; for learned models, all of nic but training, the CLI, the Pillow plugin, `nic serve`
+    and the reporting side, and all of nic_decode, whose reader and decoding pieces nic runs.
 
     While the code is in flux, a change to the codec, the models, entropy coding or the metrics
     must redo cached results just as new weights do.
     """
-    root = Path(__file__).resolve().parent.parent
-    skip = {"eval/runner.py", "eval/report.py", "eval/bdrate.py", "eval/published.py", "cli.py", "pillow.py"}
-    files = sorted(p for p in root.rglob("*.py")
+    root = Path(__file__).resolve().parent.parent.parent  # holds the packages nic and nic_decode
+    skip = {"nic/eval/runner.py", "nic/eval/report.py", "nic/eval/bdrate.py", "nic/eval/published.py", "nic/cli.py",
+            "nic/pillow.py"}
+    files = sorted(p for package in ("nic", "nic_decode") for p in (root / package).rglob("*.py")
                    if p.relative_to(root).as_posix() not in skip
-                   and p.relative_to(root).parts[0] not in ("train", "serve")
+                   and p.relative_to(root).parts[1] not in ("train", "serve")
                    and (kind == "learned" or p.relative_to(root).as_posix() in CLASSIC_SOURCES))
     digest = hashlib.sha256()
     for f in files:

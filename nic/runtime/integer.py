@@ -9,6 +9,9 @@ bits, rescaled by rounding shifts. Convolutions run in float64 on integer-valued
 every product and partial sum stays below 2**53, so each result is the exact integer
 whatever the summation order, thread count, BLAS or machine. The integer networks track
 the float ones to ~1e-4, far below what changes a decoded pixel's quality.
+
+nic_decode.integer runs the same networks in numpy, without torch; the constants and the
+transposed-conv tap layout are its, the torch evaluation (and the export) are here.
 """
 
 from __future__ import annotations
@@ -20,12 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nic.runtime.layers import GDN
-
-FRAC_BITS = 12  # fixed-point fraction of activations and outputs
-WEIGHT_LIMIT = (1 << 14) - 1  # |integer weight| <= this (stored as int16)
-ACT_LIMIT = (1 << 22) - 1  # |activation| clamp: 1024 in real units, far above what networks make
-NORM_LIMIT = float(1 << 30)  # inverse-GDN multiplier clamp: keeps a * norm below 2**52
-# Worst case accumulator: 2**22 * 2**14 * (fan-in < 2**16) = 2**52 < 2**53.
+from nic_decode.integer import ACT_LIMIT, FRAC_BITS, NORM_LIMIT, PHASES, WEIGHT_LIMIT, deconv_runs
 
 
 def round_shift(x: torch.Tensor, shift: int | torch.Tensor) -> torch.Tensor:
@@ -64,10 +62,6 @@ def subpixel_kernel(w: torch.Tensor, padding: int) -> torch.Tensor:
     return out.reshape(cout * 4, cin, 3, 3)
 
 
-# The output phases (row, column parity) of a stride-2 transposed conv computed as a 3x3 conv,
-# in the order of its column blocks: in this order every tap feeds one contiguous run of them.
-PHASES = ((1, 0), (0, 0), (0, 1), (1, 1))
-
 Tap = tuple[int, int, int, int, torch.Tensor]  # (ty, tx, first column, end column, (in, columns) matrix)
 
 
@@ -80,21 +74,12 @@ def conv_taps(weight: torch.Tensor) -> list[Tap]:
 def deconv_taps(weight: torch.Tensor, padding: int) -> list[Tap]:
     """ConvTranspose2d(k, stride 2) weight (in, out, k, k) -> the taps of the 3x3 conv that makes
     its four output phases as column blocks (in PHASES order), each tap over just the run of
-    phases it feeds: 25 of the 36 blocks for k = 5."""
+    phases it feeds (`deconv_runs`)."""
     cin, cout, k, _ = weight.shape
-    taps = []
-    for ty in range(3):
-        for tx in range(3):
-            blocks = []
-            for ay, ax in PHASES:
-                ky, kx = ay + padding - 2 * (ty - 1), ax + padding - 2 * (tx - 1)
-                blocks.append(weight[:, :, ky, kx] if 0 <= ky < k and 0 <= kx < k else None)
-            used = [i for i, b in enumerate(blocks) if b is not None]
-            if used:
-                lo, hi = used[0], used[-1] + 1
-                run = [weight.new_zeros(cin, cout) if b is None else b for b in blocks[lo:hi]]
-                taps.append((ty, tx, lo * cout, hi * cout, torch.cat(run, dim=1).contiguous()))
-    return taps
+    return [(ty, tx, lo * cout, hi * cout,
+             torch.cat([weight.new_zeros(cin, cout) if e is None else weight[:, :, e[0], e[1]] for e in run],
+                       dim=1).contiguous())
+            for ty, tx, lo, hi, run in deconv_runs(k, padding)]
 
 
 def _tap_gemms(a: torch.Tensor, taps: list[Tap], bias: torch.Tensor) -> torch.Tensor:
