@@ -25,6 +25,7 @@ from pathlib import Path
 from nic.errors import NicError
 from nic.runtime.weights import cut_from, weights_hash
 from nic.writes import atomic_write
+from nic_decode.weights import vouched_hash  # the card's word on a cut, shared with nic_decode
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 ARCHIVE = "archive"
@@ -58,15 +59,7 @@ def verified_hash(path: Path) -> bytes:
     claimed = cut_from(data)
     if claimed is None:
         return weights_hash(data)
-    card_path = path.with_suffix(".json")
-    try:
-        card = json.loads(_read(card_path))
-        matches = card["sha256"] == claimed and card["decode_only"]["sha256"] == hashlib.sha256(data).hexdigest()
-    except (NicError, ValueError, TypeError, KeyError):
-        matches = False
-    if not matches:
-        raise NicError(f"{path}: decode-only weights that its card {card_path.name} does not vouch for (refused)")
-    return bytes.fromhex(claimed)[:8]
+    return vouched_hash(path, data, claimed)
 
 
 def _read(path: Path) -> bytes:
