@@ -191,6 +191,11 @@ def test_export_then_compress_and_decompress(tmp_path, monkeypatch, photo):
     trained = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
     key = next(k for k in model.state_dict() if k.startswith("g_a.") and k.endswith(".weight"))
     assert torch.equal(model.state_dict()[key], trained[key].half().float())
+    # A lambda ladder wholly outside the init's measures another distortion (an MS-SSIM
+    # fine-tune of MSE weights): the gain tables are kept level for level, not extrapolated.
+    unit = build(**tiny_cfg("model.lmbda_min=50.0", "model.lmbda_max=500.0")["model"])
+    init_from(unit, tmp_path / "models" / "tiny-test.safetensors")
+    assert torch.equal(unit.gain.log_gain, trained["gain.log_gain"])
     # ... and a shipped model can be trained further: its integer-only decoder comes back too.
     same, fresh = build(**tiny_cfg()["model"]), build(**tiny_cfg()["model"]).state_dict()
     init_from(same, tmp_path / "models" / "tiny-test.safetensors")

@@ -68,8 +68,13 @@ def init_from(model: CompressionModel, path: Path) -> None:
     if "gain.log_gain" in theirs and "lmbda_min" in their_cfg and (
             (their_cfg["levels"], their_cfg["lmbda_min"], their_cfg["lmbda_max"])
             != (gain.levels, gain.lmbda_min, gain.lmbda_max)):
-        gain.load_resampled(theirs["gain.log_gain"], theirs["gain.log_inv_gain"],
-                            their_cfg["lmbda_min"], their_cfg["lmbda_max"])
+        # A ladder wholly outside theirs measures another distortion (MS-SSIM's lambdas are
+        # ~1000x MSE's at equal rate): lambda says nothing about rate across it, so equal
+        # numbers of levels keep their tables level for level (already loaded above).
+        disjoint = gain.lmbda_max < their_cfg["lmbda_min"] or gain.lmbda_min > their_cfg["lmbda_max"]
+        if not (disjoint and their_cfg["levels"] == gain.levels):
+            gain.load_resampled(theirs["gain.log_gain"], theirs["gain.log_inv_gain"],
+                                their_cfg["lmbda_min"], their_cfg["lmbda_max"])
 
 
 def _widen_into(model: CompressionModel, ours: dict[str, torch.Tensor],
