@@ -9,6 +9,7 @@ the decoder per byte of file (pixels and seconds), and reports the worst.
 Prints a table and writes JSON.
 
     python benchmarks/fuzz.py --count 100000
+    python benchmarks/fuzz.py --count 100000 --decoder nic-decode --out benchmarks/results/fuzz-nic-decode.json
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def seeds() -> list[bytes]:
                                                                          nic.compress(with_metadata(small))]
 
 
-def run(count: int, limit: int, seed: int, files: list[bytes]) -> dict:
-    """`count` mutants decoded under NIC_MAX_PIXELS=limit."""
+def run(count: int, limit: int, seed: int, files: list[bytes], decoder: str) -> dict:
+    """`count` mutants decoded by `decoder` under NIC_MAX_PIXELS=limit."""
     from nic import container
 
     os.environ["NIC_MAX_PIXELS"] = str(limit)
@@ -59,7 +60,7 @@ def run(count: int, limit: int, seed: int, files: list[bytes]) -> dict:
         mutant = mutate(files[i % len(files)], rng)
         t = time.perf_counter()
         try:
-            result = outcome(mutant.data)
+            result = outcome(mutant.data, decoder)
         except Exception as e:  # the failures this run exists to find (bad messages included)
             result = "crash"
             if len(crashes) < 20:
@@ -96,6 +97,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limits", default=f"{1 << 26},{1 << 20}",
                    help="NIC_MAX_PIXELS values to run at (default: the real default 2^26, and 2^20)")
+    p.add_argument("--decoder", choices=("nic", "nic-decode"), default="nic",
+                   help="nic's decoder (its default path), or the torch-free nic_decode (exact)")
     p.add_argument("--out", default="benchmarks/results/fuzz.json")
     args = p.parse_args()
 
@@ -106,9 +109,11 @@ def main() -> None:
     limits = [int(v) for v in args.limits.split(",")]
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    runs = [run(args.count // len(limits), limit, args.seed + i, files) for i, limit in enumerate(limits)]
+    runs = [run(args.count // len(limits), limit, args.seed + i, files, args.decoder)
+            for i, limit in enumerate(limits)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"inputs": sum(r["inputs"] for r in runs), "runs": runs, "memory_growth_mb": round(peak - baseline, 1),
+    result = {"decoder": args.decoder, "inputs": sum(r["inputs"] for r in runs), "runs": runs,
+              "memory_growth_mb": round(peak - baseline, 1),
               "wall_s": round(time.perf_counter() - start, 1)}
     keys = ("decoded", "decoded, must not", "format error", "nic error", "crash", "over 5 s")
     print(f"{'NIC_MAX_PIXELS':>20}: " + "".join(f"{r['max_pixels']:>14}" for r in runs))

@@ -1,6 +1,7 @@
 """A short fuzz run over the container and the decoders: every mutant of a valid file either
 decodes or raises the project's FormatError / NicError, quickly, and a mutant whose section
-was cut or emptied never decodes. The long run with counts is benchmarks/fuzz.py."""
+was cut or emptied never decodes. The torch-free nic_decode meets the same mutants and must
+give nic --exact's outcome, and its pixels when they decode. The long run with counts is benchmarks/fuzz.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import nic
-from tests.fuzzing import mutate, outcome, with_metadata
+from tests.fuzzing import decode_with, mutate, outcome, with_metadata
 
 pytestmark = pytest.mark.fast
 
@@ -48,3 +49,21 @@ def test_mutants_decode_or_fail_cleanly(seeds, monkeypatch, one_thread):
         outcomes[mutant.kind] += 1
     assert outcomes["format error"] > 100
     assert outcomes["cut section"] + outcomes["emptied section"] > 40
+
+
+def test_nic_decode_agrees_with_nic_on_mutants(seeds, monkeypatch, one_thread):
+    monkeypatch.setenv("NIC_MAX_PIXELS", str(1 << 20))
+    rng = np.random.default_rng(4321)
+    outcomes = Counter()
+    for i in range(800):
+        mutant = mutate(seeds[i % len(seeds)], rng)
+        start = time.perf_counter()
+        result = outcome(mutant.data, "nic-decode")
+        assert time.perf_counter() - start < 5, mutant.data[:64]
+        assert result == outcome(mutant.data, "nic-exact"), f"{mutant.kind}: {mutant.data[:64].hex()}"
+        if result == "decoded":
+            assert not mutant.must_fail, f"a {mutant.kind} decoded"
+            assert np.array_equal(decode_with("nic-decode", mutant.data).reshape(-1),
+                                  decode_with("nic-exact", mutant.data).reshape(-1))
+        outcomes[result] += 1
+    assert outcomes["format error"] > 300 and outcomes["decoded"] >= 5, outcomes
