@@ -57,8 +57,8 @@ def cheapest_z(lm: registry.LoadedModel, sweeps: int = 2, reach: int = 12) -> np
     by coordinate descent to minimise its own bits plus those of the 16 y symbols under each
     z position (every y symbol then its table's cheapest value)."""
     m = lm.model
-    z_bits, y_min = _bits(m.coding["z"]), np.array([b.min() for b in _bits(m.entropy.tables)])
-    offsets = m.coding["z"].tables.offsets
+    z_bits, y_min = _bits(m.z_entropy.tables), np.array([b.min() for b in _bits(m.entropy.tables)])
+    offsets = m.z_entropy.tables.tables.offsets
     z = np.array([offsets[c] + int(np.argmin(b)) for c, b in enumerate(z_bits)], dtype=np.int64)
 
     def cost(candidates: np.ndarray) -> np.ndarray:  # (B, N) constant z fields -> bits per z position
@@ -88,13 +88,12 @@ def smallest_streams(lm: registry.LoadedModel, height: int, width: int, z_value:
         buf = io.BytesIO()
         Image.new("RGB", (width // 2, height // 2), (128, 128, 128)).save(buf, format="JPEG", quality=QUALITY)
         return [buf.getvalue()]
-    if "z" in m.coding:  # hyperprior: the attacker's z, then each y symbol its table's cheapest
+    if hasattr(m, "z_entropy"):  # hyperprior: the attacker's z, then each y symbol its table's cheapest
         z_shape = (1, m.config["N"], height // 64, width // 64)
-        z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape).numpy()
-        z_sym = np.broadcast_to(z_value[None, :, None, None], z_shape).copy()
-        _, index = m.entropy.parameters(m.coding["h_s"](torch.from_numpy(z_sym)), QUALITY)
+        z_sym = torch.from_numpy(np.broadcast_to(z_value[None, :, None, None], z_shape).copy())
+        _, index = m.entropy.parameters(m.coding["h_s"](z_sym), QUALITY)
         y_sym = _modes(m.entropy.tables, index.numpy())
-        return [coder.encode(z_sym, z_index, m.coding["z"]), coder.encode(y_sym, index.numpy(), m.entropy.tables)]
+        return [m.z_entropy.encode(z_sym), coder.encode(y_sym, index.numpy(), m.entropy.tables)]
     shape = (1, m.y_density.channels, height // m.latent_stride, width // m.latent_stride)
     index = m._index(shape, QUALITY).numpy()
     return [coder.encode(_modes(m.coding["y"], index), index, m.coding["y"])]
@@ -111,7 +110,7 @@ def largest_bomb(lm: registry.LoadedModel, budget: int, limit: int) -> tuple[int
     """The largest square side (multiple of the model's downsampling) whose file is under
     budget and whose padded work the decoder accepts."""
     d = lm.model.downsampling
-    z_value = cheapest_z(lm) if "z" in lm.model.coding else None
+    z_value = cheapest_z(lm) if hasattr(lm.model, "z_entropy") else None
     lo, hi = 1, int((limit / lm.model.decode_cost) ** 0.5) // d
     if len(smallest_file(lm, lo * d, z_value)) >= budget:
         return 0, b""

@@ -103,7 +103,10 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/tolerance.json")
     args = p.parse_args()
 
-    from nic.runtime.fast import default_precision
+    from nic.models import registry
+    from nic.runtime.fast import precision
+
+    encoder = str(precision(registry.load(registry.DEFAULT_MODEL).model, "g_a")).removeprefix("torch.")
 
     images = sorted(Path(args.folder).glob("*.png"))
     rows = []
@@ -115,7 +118,7 @@ def main() -> None:
                   "  ".join(f"{n}: max {r[n]['max_abs_diff']} differ {r[n]['share_differing']:.3f} "
                             f"vs exact {r[n]['psnr_vs_exact']:.2f} dB" for n in PRECISIONS), flush=True)
     summary = summarise(rows, args.qualities)
-    print(f"\n{len(images)} images; default encoder precision: {str(default_precision()).removeprefix('torch.')}")
+    print(f"\n{len(images)} images; default encoder precision: {encoder}")
     print("quality | bpp | exact PSNR | " + " | ".join(f"{n}: max diff, share differing, PSNR vs exact (min), PSNR"
                                                      for n in PRECISIONS))
     for i, q in enumerate(args.qualities):
@@ -131,7 +134,7 @@ def main() -> None:
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.machine(), "processor": platform.processor(), "images": len(images),
-            "default_precision": str(default_precision()).removeprefix("torch.")}
+            "default_precision": encoder}
     out.write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import _posixsubprocess
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,15 @@ def photo2() -> np.ndarray:
 def full_photo() -> np.ndarray:
     """The 768x512 demo photo (Kodak 23)."""
     return np.asarray(Image.open(ASSETS / "kodim23.png").convert("RGB")).copy()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The fast paths' precision, measured once per machine (runtime/precision.py), is
+    remembered in a cache folder of the session's own, not the user's; the `nic` processes the
+    tests start inherit it."""
+    if "NIC_CACHE_DIR" not in os.environ:
+        os.environ["NIC_CACHE_DIR"] = tempfile.mkdtemp(prefix="nic-cache-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("NIC_CACHE_DIR"), ignore_errors=True))
 
 
 def run_nic(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

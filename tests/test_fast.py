@@ -3,6 +3,9 @@ own building blocks (per-tap GEMMs) against torch's convolutions."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +20,7 @@ from nic.eval.metrics import psnr
 from nic.io import read_image
 from nic.models import registry
 from nic.runtime import fast
+from nic.runtime import precision as measured
 from nic.runtime.fast import FastSynthesis, fast_synthesis, float_twin
 from nic.runtime.integer import ACT_LIMIT, FRAC_BITS, IntegerNet
 from tests.conftest import DATA, run_nic
@@ -26,7 +30,7 @@ MAX_LEVELS, MIN_PSNR = 4, 50.0
 # The quality a fast decode may lose against the exact one: the bf16 synthesis scales its GDNs
 # in float32, which took its worst loss on Kodak 23 from 0.061 dB to under 0.015 dB.
 MAX_PSNR_LOSS = 0.02
-PRECISIONS = [torch.float32] + ([torch.bfloat16] if fast._native_bf16() else [])
+PRECISIONS = [torch.float32] + ([torch.bfloat16] if measured.native_bf16() else [])
 
 
 def decode_with(data: bytes, precision: torch.dtype) -> np.ndarray:
@@ -56,7 +60,8 @@ def test_fast_and_exact_decodes_agree_within_the_stated_tolerance(full_photo, pr
 def test_default_decode_is_the_fast_path_and_exact_is_bit_identical_across_threads(full_photo):
     data = nic.compress(full_photo[:256, :384], quality=50)
     default = np.asarray(nic.decompress(data))
-    assert np.array_equal(default, decode_with(data, fast.default_precision()))
+    model = registry.load(registry.DEFAULT_MODEL).model
+    assert np.array_equal(default, decode_with(data, fast.precision(model, "g_s")))
     old = torch.get_num_threads()
     try:
         outs = []
@@ -119,7 +124,7 @@ def test_float_twin_is_a_frozen_float32_copy_of_the_dequantized_network():
 def test_a_bad_precision_setting_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("NIC_PRECISION", "float16")
     with pytest.raises(NicError, match="NIC_PRECISION"):
-        fast.default_precision()
+        measured.forced()
 
 
 def test_cli_decompress_exact(tmp_path, photo):
@@ -151,3 +156,45 @@ def test_integer_layers_equal_torch_convolutions_exactly(layer):
     net = IntegerNet(nn.Sequential(layer), None, input_frac=FRAC_BITS)
     a = torch.randint(-(1 << 20), 1 << 20, (1, 24, 7, 9))
     assert torch.equal(net(a), _exact_reference(a, layer, net).clamp(-ACT_LIMIT, ACT_LIMIT))
+
+
+@pytest.mark.fast
+def test_the_faster_precision_is_measured_once_and_remembered(tmp_path, monkeypatch):
+    monkeypatch.setenv("NIC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NIC_PRECISION", raising=False)
+    monkeypatch.setattr(measured, "native_bf16", lambda: True)
+    delay = {torch.bfloat16: 0.02, torch.float32: 0.0}
+
+    def probe(p):
+        return lambda: time.sleep(delay[p])
+
+    assert measured.fastest("g_s", "one shape", probe) == torch.float32
+    delay = {torch.bfloat16: 0.0, torch.float32: 0.02}
+    assert measured.fastest("g_s", "another shape", probe) == torch.bfloat16
+    remembered = json.loads(measured.cache_path().read_text())
+    assert sorted(remembered.values()) == ["bfloat16", "float32"]
+
+    def never(p):
+        raise AssertionError("measured again")
+
+    assert measured.fastest("g_s", "one shape", never) == torch.float32  # read back, not re-timed
+    monkeypatch.setenv("NIC_PRECISION", "bfloat16")
+    assert measured.fastest("g_s", "one shape", never) == torch.bfloat16
+    monkeypatch.delenv("NIC_PRECISION")
+    measured.cache_path().write_text("{not json")  # a damaged cache is measured afresh
+    assert measured.fastest("g_s", "one shape", probe) == torch.bfloat16
+    monkeypatch.setattr(measured, "native_bf16", lambda: False)  # emulated bf16 is never timed
+    assert measured.fastest("g_a", "a third shape", never) == torch.float32
+
+
+@pytest.mark.fast
+def test_the_fast_networks_run_in_the_remembered_precision(tmp_path, monkeypatch):
+    monkeypatch.setenv("NIC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NIC_PRECISION", raising=False)
+    monkeypatch.setattr(measured, "native_bf16", lambda: True)
+    config = {"architecture": "checkerboard", "N": 8, "M": 12, "levels": 2}
+    chosen = {name: fast.precision(registry.build(**config), name) for name in ("g_s", "g_a")}
+    monkeypatch.setattr(measured, "measure", lambda probes: pytest.fail("measured again"))
+    fresh = registry.build(**config)  # another model of the same shape: the file answers
+    assert {name: fast.precision(fresh, name) for name in ("g_s", "g_a")} == chosen
+    assert len(json.loads(measured.cache_path().read_text())) == 2

@@ -3,10 +3,11 @@ swaps in a two-pass context model as its entropy model.
 
     x -g_a-> y -h_a-> z -round-> ẑ -h_s-> (mu, log sigma)
     y, (mu, log sigma) -entropy model (`nic/entropy/conditional.py`)-> ŷ -g_s-> x̂
+    z -its entropy model (`nic/entropy/hyper.py`, under `z_density`)-> z's stream
 The hyper path sees the ungained y, so one h_s serves every quality: the entropy model scales
 mu and sigma by the quality's gain. At coding time h_s runs as an exact integer network
-(`integer.py`). The model holds the networks; its entropy model (`self.entropy`) holds the
-arithmetic, for training, refinement and coding alike.
+(`integer.py`). The model holds the networks; its entropy models (`self.entropy` for y,
+`self.z_entropy` for z) hold the arithmetic, for training, refinement and coding alike.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nic.entropy import coder
 from nic.entropy.conditional import GaussianConditional, LatentEntropy
 from nic.entropy.factorized import FactorizedDensity
+from nic.entropy.hyper import HyperLatentEntropy
 from nic.entropy.quantize import noisy, ste_round
-from nic.entropy.tables import TableSet, density_tables
 from nic.errors import FormatError
 from nic.models.base import Analysis, LatentModel
 from nic.models.gains import GainTable
@@ -50,6 +50,7 @@ class MeanScaleHyperprior(LatentModel):
             deconv(N, M), nn.ReLU(), deconv(M, M * 3 // 2), nn.ReLU(), conv(M * 3 // 2, 2 * M, 3, 1)
         )
         self.z_density = FactorizedDensity(N)
+        self.z_entropy = HyperLatentEntropy()
         self.gain = GainTable(levels, M, lmbda_min, lmbda_max)
         # y's entropy model, given h_s's (mu, log sigma). A context model's networks are the
         # model's attributes, named by `entropy.nets`, so the weights keep their names.
@@ -59,8 +60,7 @@ class MeanScaleHyperprior(LatentModel):
         """Training pass: noisy latents for the rate, straight-through rounding for g_s."""
         y = self.g_a(x)
         z = self.h_a(y)
-        z_tilde = noisy(z)
-        z_bits = -torch.log2(self.z_density.bin_probability(z_tilde - 0.5, z_tilde + 0.5))
+        z_bits = self.z_entropy.bits(self.z_density, noisy(z))
         gain, inv_gain = self.gain(t)
         nets = {name: getattr(self, name) for name in self.entropy.nets}
         y_bits, y_hat = self.entropy.likelihoods(nets, y, self.h_s(ste_round(z)), gain, inv_gain)
@@ -74,26 +74,18 @@ class MeanScaleHyperprior(LatentModel):
         """y's entropy model (per-quality fixed-point gains, tables), z's tables and the integer
         networks, for the weights file."""
         out = self.entropy.export(*self.gain.quality_gains())
-        out |= density_tables(self.z_density).to_tensors("coding.z")
+        out |= self.z_entropy.export(self.z_density)
         return out | export_nets(self, self.integer_nets)
 
     def load_coding(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.coding = {
-            **coding_nets(self, self.integer_nets, tensors),
-            "z": coder.Categoricals(TableSet.from_tensors(tensors, "coding.z")),
-        }
+        self.coding = coding_nets(self, self.integer_nets, tensors)
         self.entropy.load(tensors)
+        self.z_entropy.load(tensors)
 
-    def _encode_z(self, z_sym: torch.Tensor) -> bytes:
-        """The hyper-latent's symbols -> its stream (one table per channel)."""
-        z_index = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
-        return coder.encode(z_sym.numpy(), z_index.numpy(), self.coding["z"])
-
-    def _decode_z(self, stream: bytes, height: int, width: int, terminated: bool) -> torch.Tensor:
+    def decode_z(self, stream: bytes, height: int, width: int, terminated: bool) -> torch.Tensor:
         """The hyper-latent's symbols of a padded height x width image."""
         z_shape = (1, self.config["N"], height // self.downsampling, width // self.downsampling)
-        z_index = torch.arange(z_shape[1]).view(1, -1, 1, 1).expand(z_shape)
-        return torch.from_numpy(coder.decode(stream, z_index.numpy(), self.coding["z"], terminated)).view(z_shape)
+        return self.z_entropy.decode(stream, z_shape, terminated)
 
     def quality_gains(self, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The gain and inverse gain (1, M, 1, 1) that coding uses at `quality`, as floats."""
@@ -118,7 +110,7 @@ class MeanScaleHyperprior(LatentModel):
         if z_sym is None:
             z_sym = torch.round(self.h_a(y)).long()
         hyper = self.coding["h_s"](z_sym)
-        return [self._encode_z(z_sym), *self.entropy.encode(self.coding, y, hyper, quality)]
+        return [self.z_entropy.encode(z_sym), *self.entropy.encode(self.coding, y, hyper, quality)]
 
     @torch.inference_mode()
     def decompress_latent(self, streams: list[bytes], height: int, width: int, quality: int,
@@ -127,5 +119,5 @@ class MeanScaleHyperprior(LatentModel):
         expected = 1 + self.entropy.streams
         if len(streams) != expected:
             raise FormatError(f"{self.kind} model expects {expected} latent sections, found {len(streams)}")
-        hyper = self.coding["h_s"](self._decode_z(streams[0], height, width, terminated))
+        hyper = self.coding["h_s"](self.decode_z(streams[0], height, width, terminated))
         return self.entropy.decode(self.coding, streams[1:], hyper, quality, terminated)

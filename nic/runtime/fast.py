@@ -7,16 +7,17 @@ and there (measured by `benchmarks/tolerance.py`), as JPEG decoders differ from 
 Likewise the encoder's g_a may vary between machines; the file stays valid because every
 symbol's table comes from the exact h_s.
 
-A float network runs its body in bfloat16 where the CPU has native bf16 dot products
-(AVX512-BF16 or AMX, through oneDNN, channels_last), else in float32, and its last conv always
-in float32: a bf16 output has 8 significant bits, which would cost up to half a pixel level
-(and, in g_a, a quarter of a quantization step). In g_s every GDN sums its channels in the
-body's precision but scales (x times beta + sum) in float32, and the last GDN joins the float32
-head: rounding both the norm and the product to bf16 cost some weights 0.06 dB at high rates.
-(In g_a the same costs no measurable rate and makes encoding 30% slower.) When that last layer
-is a stride-2 transposed conv making RGB, it runs as a 3x3 conv making the four output phases,
-then pixel_shuffle (2 to 3x faster than oneDNN's transposed conv with 3 outputs), a band of
-rows at a time so that its float32 input stays in cache.
+A float network runs its body in bfloat16 or float32, whichever ran it faster on this CPU
+(`runtime/precision.py`: native bf16 dot products, AVX512-BF16 or AMX through oneDNN with
+channels_last, are not always faster), and its last conv always in float32: a bf16 output has 8
+significant bits, which would cost up to half a pixel level (and, in g_a, a quarter of a
+quantization step). In g_s every GDN sums its channels in the body's precision but scales (x
+times beta + sum) in float32, and the last GDN joins the float32 head: rounding both the norm
+and the product to bf16 cost some weights 0.06 dB at high rates. (In g_a the same costs no
+measurable rate and makes encoding 30% slower.) When that last layer is a stride-2 transposed
+conv making RGB, it runs as a 3x3 conv making the four output phases, then pixel_shuffle (2 to
+3x faster than oneDNN's transposed conv with 3 outputs), a band of rows at a time so that its
+float32 input stays in cache.
 
 `float_twin` is the plain float32 copy of a loaded model's network (for g_s and h_s, the
 integer weights dequantized), for code that needs gradients through them.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import copy
 import ctypes
 import math
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from weakref import WeakKeyDictionary
@@ -36,11 +36,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nic.errors import NicError
+from nic.runtime import precision as measured
 from nic.runtime.integer import FRAC_BITS, subpixel_kernel
 from nic.runtime.layers import GDN
 
-PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 HEAD_BAND_BYTES = 4 << 20  # float32 input of the synthesis head per band: fits in cache
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
@@ -52,22 +51,6 @@ def float_twin(model: nn.Module, name: str) -> nn.Sequential:
     network closely. The twins of g_s and h_s take the real-valued latent (the exact networks
     take fixed point: divide by 2**FRAC_BITS)."""
     return copy.deepcopy(getattr(model, name)).float().eval().requires_grad_(False)
-
-
-@lru_cache(maxsize=1)
-def _native_bf16() -> bool:
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return torch.backends.mkldnn.is_available() and any(getattr(torch.cpu, p, lambda: False)() for p in probes)
-
-
-def default_precision() -> torch.dtype:
-    """bfloat16 where the CPU multiplies bf16 natively, else float32; $NIC_PRECISION overrides."""
-    name = os.environ.get("NIC_PRECISION", "")
-    if name:
-        if name not in PRECISIONS:
-            raise NicError(f"NIC_PRECISION must be one of {', '.join(PRECISIONS)}, got {name!r}")
-        return PRECISIONS[name]
-    return torch.bfloat16 if _native_bf16() else torch.float32
 
 
 @lru_cache(maxsize=1)
@@ -229,21 +212,54 @@ class FastSynthesis:
 _built: WeakKeyDictionary[nn.Module, dict] = WeakKeyDictionary()
 
 
-def _once(model: nn.Module, name: str, precision: torch.dtype | None, build: Callable[[torch.dtype], object]):
-    """Build a fast network once per model, network and precision."""
-    precision = precision or default_precision()
+def _signature(net: nn.Module, probe: torch.Tensor) -> str:
+    """What a network's speed depends on: its layers' kinds and shapes, and the probe's."""
+    return repr([(type(m).__name__, [tuple(t.shape) for t in m.parameters(recurse=False)]) for m in net.modules()]
+                + [tuple(probe.shape)])
+
+
+def _once(model: nn.Module, name: str, precision: torch.dtype | None, build: Callable[[torch.dtype], object],
+          probe: Callable[[], torch.Tensor]) -> object:
+    """Build a fast network once per model, network and precision; with no precision given,
+    in the one that runs it fastest here, timed on `probe` (`runtime/precision.py`)."""
     reuse_freed_memory()
     cache = _built.setdefault(model, {})
+    if precision is None:
+        if name not in cache:
+            x = probe()
+
+            def trial(p: torch.dtype) -> Callable[[], object]:
+                net = cache.setdefault((name, p), build(p))
+                return lambda: net(x)
+            cache[name] = measured.fastest(name, _signature(getattr(model, name), x), trial)
+        precision = cache[name]
     if (name, precision) not in cache:
         cache[name, precision] = build(precision)
     return cache[name, precision]
 
 
+def _latent_probe(model: nn.Module) -> torch.Tensor:
+    """A fixed-point latent for 256x192 pixels (an eighth of 768x512: big enough for the
+    layers to run as on photos, small enough to time both precisions in about a second)."""
+    channels = next(m for m in model.g_s.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))).in_channels
+    stride = model.latent_stride
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(1, channels, 192 // stride, 256 // stride, generator=gen).mul_(2.0**FRAC_BITS).round_()
+
+
 def fast_synthesis(model: nn.Module, precision: torch.dtype | None = None) -> FastSynthesis:
-    """The model's fast g_s, in `precision` (default: `default_precision()`)."""
-    return _once(model, "g_s", precision, lambda p: FastSynthesis(model.g_s, p))
+    """The model's fast g_s, in `precision` (default: the faster here)."""
+    return _once(model, "g_s", precision, lambda p: FastSynthesis(model.g_s, p), lambda: _latent_probe(model))
 
 
 def fast_analysis(model: nn.Module, precision: torch.dtype | None = None) -> FastNet:
-    """The model's fast g_a, in `precision` (default: `default_precision()`): image in [0, 1] -> latent y."""
-    return _once(model, "g_a", precision, lambda p: FastNet(model.g_a, p))
+    """The model's fast g_a, in `precision` (default: the faster here): image in [0, 1] -> latent y."""
+    return _once(model, "g_a", precision, lambda p: FastNet(model.g_a, p),
+                 lambda: torch.rand(1, 3, 192, 256, generator=torch.Generator().manual_seed(0)))
+
+
+def precision(model: nn.Module, name: str) -> torch.dtype:
+    """The precision `fast_synthesis` ("g_s") or `fast_analysis` ("g_a") runs this model's
+    network in by default."""
+    net = fast_synthesis(model) if name == "g_s" else fast_analysis(model)
+    return net.net.precision if isinstance(net, FastSynthesis) else net.precision

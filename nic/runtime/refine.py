@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nic.runtime.fast import default_precision, float_twin
+from nic.runtime.fast import float_twin, precision
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,9 @@ def soft_round(v: torch.Tensor, tau: float, noise: float, gen: torch.Generator) 
     return f + torch.sigmoid((logit_up - logit_down + draw) / tau)
 
 
-def _autocast() -> torch.autocast:
-    """The float twins' body in bf16 where the CPU multiplies it natively (as decoding does)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=default_precision() == torch.bfloat16)
+def _autocast(nets: _Nets) -> torch.autocast:
+    """The float twins in bf16 where that ran the model's g_s faster (as decoding does)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=nets.bf16)
 
 
 class _Nets(NamedTuple):
@@ -77,11 +77,12 @@ class _Nets(NamedTuple):
 
     h_s: nn.Module
     g_s: nn.Module
-    z_density: nn.Module
+    z_rate: Callable[[torch.Tensor], torch.Tensor]  # z -> bits of every value, under its float density
     # The model's entropy model priced with the float twins of its networks, (hyper, rounding,
     # gain, inv_gain) -> (bits of every symbol, ŷ): the rate the coder will really spend, a
     # context model's second pass included.
     y_rate: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    bf16: bool  # the twins under bf16 autocast
 
 
 @dataclass
@@ -116,8 +117,9 @@ def refine(model: nn.Module, image: np.ndarray, y: torch.Tensor, quality: int, s
     x_all = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
     tiles = _tiles(z.shape[2], z.shape[3])
     twins = {name: float_twin(model, name) for name in model.entropy.nets}
-    nets = _Nets(float_twin(model, "h_s"), float_twin(model, "g_s"), float_twin(model, "z_density"),
-                 functools.partial(model.entropy.rate, twins))
+    nets = _Nets(float_twin(model, "h_s"), float_twin(model, "g_s"),
+                 functools.partial(model.z_entropy.bits, float_twin(model, "z_density")),
+                 functools.partial(model.entropy.rate, twins), precision(model, "g_s") == torch.bfloat16)
     with tqdm(total=schedule.steps * len(tiles), disable=not progress, unit="step",
               desc=f"refining q{quality}", leave=False, dynamic_ncols=True) as bar:
         for tile in tiles:
@@ -163,7 +165,7 @@ def _refine_tile(nets: _Nets, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.T
         frac = step / max(1, schedule.steps - 1)
         tau = schedule.tau0 * (schedule.tau1 / schedule.tau0) ** frac
         zt = z_mask * soft_round(z_var, tau, schedule.noise, gen) + (1 - z_mask) * torch.round(z_fixed)
-        with _autocast():
+        with _autocast(nets):
             hyper = nets.h_s(zt).float()
         # Windows start at even latent rows and columns, so a context model's checkerboard in
         # the tile is the image's.
@@ -171,8 +173,8 @@ def _refine_tile(nets: _Nets, x_all: torch.Tensor, y_g: torch.Tensor, z: torch.T
         y_bits, y_hat = nets.y_rate(hyper, functools.partial(_round_tile, y_var=y_var, y_fixed=y_fixed,
                                                              y_mask=y_mask, rounding=rounding), gain, inv_gain)
         y_bits = (y_mask * y_bits).sum()
-        z_bits = -(z_mask * torch.log2(nets.z_density.bin_probability(zt - 0.5, zt + 0.5))).sum()
-        with _autocast():
+        z_bits = (z_mask * nets.z_rate(zt)).sum()
+        with _autocast(nets):
             x_hat = nets.g_s(y_hat.contiguous(memory_format=torch.channels_last))
         err = (x_hat.float()[:, :, r0:r1, c0:c1].clamp(0, 1) - x).square().sum()
         loss = (y_bits + z_bits + dist_weight * err) / pixels
