@@ -29,21 +29,36 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class FastSynthesis:
-    """g_s from its float32 ONNX graph file (the bundle's g_s.onnx)."""
+class OnnxGraph:
+    """A bundled float32 graph in onnxruntime, with $OMP_NUM_THREADS threads. `external`: the
+    coding tensors it takes as initializers (g_s's int16 weights, which the bundle stores once,
+    packed), handed over in memory and kept alive with the session."""
 
-    def __init__(self, graph: Path):
+    def __init__(self, graph: Path, external: dict[str, np.ndarray]):
         import onnxruntime as ort  # a dependency of the wheel; nic's install has it with the onnx extra
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in external.values()]
+        if external:
+            options.add_external_initializers(list(external), self.values)
+        self.session = ort.InferenceSession(graph.read_bytes(), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: x})[0]
+
+
+class FastSynthesis:
+    """g_s from its float32 ONNX graph file (the bundle's g_s.onnx) and the coding tensors it takes."""
+
+    def __init__(self, graph: Path, external: dict[str, np.ndarray]):
+        self.graph = OnnxGraph(graph, external)
 
     def _pixels(self, latent: np.ndarray) -> np.ndarray:
         """Fixed-point ŷ (M, h, w) -> (16 h, 16 w, 3) uint8, as nic: clip(round(x_hat * 255))."""
-        (x_hat,) = self.session.run(None, {self.input: (latent * 2.0**-FRAC_BITS).astype(np.float32)[None]})
+        x_hat = self.graph((latent * 2.0**-FRAC_BITS).astype(np.float32)[None])
         return np.clip(np.round(x_hat[0] * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
     def __call__(self, y_hat: np.ndarray) -> np.ndarray:

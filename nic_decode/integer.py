@@ -52,7 +52,7 @@ def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
 
 @dataclass
 class Layer:
-    kind: str  # "conv3", "conv1", "deconv", "relu", "igdn"
+    kind: str  # "conv3", "conv1", "deconv", "relu", "upsample", "igdn"
     taps: list[Tap] | None = None
     matrix: np.ndarray | None = None  # conv1: (in, out); igdn: gamma transposed
     bias: np.ndarray | None = None  # per output column (igdn: beta)
@@ -121,15 +121,16 @@ def _interleave(acc: np.ndarray) -> np.ndarray:
 
 class IntegerNet:
     """A fixed-point network from nic's exported tensors: `spec` lists its layers in order, each
-    "deconv" (5x5, stride 2, padding 2), "conv3" (3x3, stride 1), "conv1" (1x1), "relu" or "igdn"
-    (inverse GDN); conv and GDN layers read the tensors `{index}.weight/bias/bits` or
-    `{index}.gamma/beta/bits`. `input_frac`: fractional bits of the input."""
+    "deconv" (5x5, stride 2, padding 2), "conv3" (3x3, stride 1), "conv1" (1x1), "relu",
+    "upsample" (nearest, 2x) or "igdn" (inverse GDN); conv and GDN layers read the tensors
+    `{index}.weight/bias/bits` or `{index}.gamma/beta/bits`. `input_frac`: fractional bits of
+    the input."""
 
     def __init__(self, spec: tuple[str, ...], tensors: dict[str, np.ndarray], input_frac: int = 0):
         self.layers: list[Layer] = []
         frac = input_frac
         for i, kind in enumerate(spec):
-            if kind == "relu":
+            if kind in ("relu", "upsample"):
                 self.layers.append(Layer(kind))
                 continue
             bits = tensors[f"{i}.bits"].astype(np.int64)
@@ -159,6 +160,9 @@ class IntegerNet:
         for layer in self.layers:
             if layer.kind == "relu":
                 a = np.maximum(a, 0)
+                continue
+            if layer.kind == "upsample":
+                a = a.repeat(2, axis=0).repeat(2, axis=1)
                 continue
             h, w, c = a.shape
             if layer.kind == "igdn":

@@ -1,10 +1,12 @@
-"""The latent ŷ of the hyperprior and checkerboard models, from their streams, exactly as nic
-decodes it (nic/models/hyperprior.py, nic/entropy/conditional.py, nic/entropy/checkerboard.py).
+"""The latent ŷ of every latent model, from its streams, exactly as nic decodes it
+(nic/models/hyperprior.py, nic/entropy/conditional.py, nic/entropy/checkerboard.py,
+nic/models/factorized_latent.py).
 
-    z stream -(one table per channel)-> ẑ -h_s-> (mu, log sigma) per latent position
-    hyperprior:   y stream, tables and means from (mu, log sigma) -> ŷ
-    checkerboard: anchors ((row + column) even) as above; then the rest, whose (mu, log sigma)
-                  the context networks correct from the decoded anchors within two positions
+    hyperprior:   z stream -(one table per channel)-> ẑ -h_s-> (mu, log sigma) per latent
+                  position; y stream, tables and means from (mu, log sigma) -> ŷ
+    checkerboard: z as above; anchors ((row + column) even) as above; then the rest, whose (mu,
+                  log sigma) the context networks correct from the decoded anchors within two positions
+    factorized, conv-ae: one y stream, one table per (quality, channel), no side information
 Every step is integer arithmetic, so the table of each symbol is nic's on every machine.
 Arrays here are (channels, h, w) for the entropy coder's order, (h, w, channels) for networks.
 """
@@ -104,3 +106,24 @@ class LatentDecoder:
         y_hat[:, ar, ac] = y_anchor
         y_hat[:, rr, rc] = self._dequantize(coder.decode(streams[1], index, self.y_tables, terminated), mu_g, quality)
         return y_hat
+
+
+class FactorizedLatent:
+    """ŷ of a factorized or conv-ae model (nic/models/factorized_latent.py): one y stream, symbol
+    of channel c at quality q under table (q - 1) M + c, times the quality's fixed-point inverse
+    gain. `stride`: image pixels per latent pixel."""
+
+    def __init__(self, coding: dict[str, np.ndarray], stride: int):
+        self.tables = coder.Tables.from_coding(coding, "y")
+        self.inv_gain = coding["inv_gain_fp"].astype(np.int64)
+        self.stride = stride
+
+    def decode(self, streams: list[bytes], height: int, width: int, quality: int,
+               terminated: bool) -> np.ndarray:
+        """The stream of a padded height x width image -> ŷ (M, h, w), int64 fixed point."""
+        if len(streams) != 1:
+            raise FormatError(f"this model expects 1 latent section, found {len(streams)}")
+        m = self.inv_gain.shape[1]
+        shape = (m, height // self.stride, width // self.stride)
+        index = np.broadcast_to(((quality - 1) * m + np.arange(m)).reshape(-1, 1, 1), shape)
+        return coder.decode(streams[0], index, self.tables, terminated) * self.inv_gain[quality - 1].reshape(-1, 1, 1)

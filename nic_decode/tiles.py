@@ -10,6 +10,8 @@ from __future__ import annotations
 SYNTHESIS_TILE = 512  # image pixels per synthesis tile side
 SYNTHESIS_MARGIN = 2  # latent pixels of context: every g_s here reaches under 2 (tiles are tested exact)
 ONE_PASS = 768 * 768  # images up to this many pixels are synthesised in one pass
+REC_TILE = 512  # comcnn: image pixels per RecCNN tile side
+REC_MARGIN = 24  # comcnn: pixels of context for RecCNN tiles: its 20 3x3 layers see +-20
 
 
 def spans(size: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:

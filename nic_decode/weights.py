@@ -82,7 +82,8 @@ class Weights:
     architecture: str
     config: dict
     coding: dict[str, np.ndarray]
-    g_s_onnx: Path | None = None  # the float32 g_s graph, where the bundle carries one
+    graph: Path | None = None  # the bundle's float32 graph: g_s (hyperprior, checkerboard), RecCNN (comcnn)
+    external: tuple[str, ...] = ()  # the coding tensors the graph takes as initializers
 
 
 def find(name: str, whash: bytes) -> Weights:

@@ -1,7 +1,10 @@
 """The `nic-decode` wheel works on its own: build it (`make decoder-wheel`'s script), install it
-into a fresh virtualenv without torch, decode every golden file of the models it decodes with
-`nic-decode --exact` to the golden pixels, a fresh file without `--exact` within the fast path's
-tolerance of nic's float32 decoder, and check its install is at most 1/5 of nic's on disk.
+into a fresh virtualenv without torch, decode every golden file of the exact models
+(hyperprior, checkerboard, conv-ae, the retired factorized) with `nic-decode --exact` to the
+golden pixels, a fresh file without `--exact` within the fast path's tolerance of nic's float32
+decoder, refuse comcnn's in one line naming the extra, check its install is at most 1/5 of
+nic's on disk; then add the extra (`nic-decode[comcnn]`, Pillow) and decode comcnn's golden
+files within their tolerance.
 
 Marked `wheel` (pip installs numpy, constriction and onnxruntime from its cache or the index):
 `make wheel-test` runs it, in about a minute.
@@ -26,6 +29,7 @@ from packaging.requirements import Requirement
 from PIL import Image
 
 import nic
+from nic_decode.decoder import DECODE_COST
 
 from .conftest import DATA
 
@@ -92,10 +96,11 @@ def test_decoder_wheel_installs_alone_and_decodes(scratch, photo, monkeypatch):
     work.mkdir()
     no_torch = _run(py, "-c", "import torch", cwd=work, env=env, ok=False)
     assert no_torch.returncode == 1 and "No module named 'torch'" in no_torch.stderr
-    cases = [c for c in json.loads((GOLDEN / "manifest.json").read_text())["files"]
-             if c["model"] in ("checkerboard", "hyperprior")]
-    assert {c["model"] for c in cases} == {"checkerboard", "hyperprior"}
-    for case in cases:
+    cases = json.loads((GOLDEN / "manifest.json").read_text())["files"]
+    assert {c["model"] for c in cases} == set(DECODE_COST)  # every model's golden files
+    float_only = [c for c in cases if c["max_abs_diff"]]
+    assert {c["model"] for c in float_only} == {"comcnn"}
+    for case in [c for c in cases if not c["max_abs_diff"]]:
         out = work / case["png"]
         _run(cli, GOLDEN / case["nic"], out, "--exact", cwd=work, env=env)
         with Image.open(out) as got, Image.open(GOLDEN / case["png"]) as want:
@@ -110,6 +115,9 @@ def test_decoder_wheel_installs_alone_and_decodes(scratch, photo, monkeypatch):
     nic_fast, exact = (np.asarray(nic.decompress(fresh, exact=e)).astype(int) for e in (False, True))
     assert np.abs(fast - nic_fast).max() <= 1
     assert not np.array_equal(fast, exact)  # the float g_s ran, not the exact fallback
+    refused = _run(cli, GOLDEN / float_only[0]["nic"], work / "refused.png", cwd=work, env=env, ok=False)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "nic-decode[comcnn]" in refused.stderr
+    assert not (work / "refused.png").exists()
     timings["use"] = time.perf_counter() - start
 
     site = next((venv / "lib").glob("python3*/site-packages"))
@@ -118,3 +126,11 @@ def test_decoder_wheel_installs_alone_and_decodes(scratch, photo, monkeypatch):
           f"(nic with torch here: {full / 1e6:.0f} MB, {ours / full:.1%}); " +
           ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     assert ours * 5 <= full
+
+    _run(sys.executable, "-m", "pip", "--python", py, "install", "-q", f"{wheel}[comcnn]", cwd=scratch, env=env)
+    for case in float_only:
+        out = work / case["png"]
+        _run(cli, GOLDEN / case["nic"], out, cwd=work, env=env)
+        with Image.open(out) as got, Image.open(GOLDEN / case["png"]) as want:
+            diff = np.abs(np.asarray(got).astype(int) - np.asarray(want)).max()
+            assert got.mode == want.mode and diff <= case["max_abs_diff"], case["nic"]

@@ -39,14 +39,13 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from nic.errors import FormatError, NicError
+from nic.errors import NicError
 from nic.models.base import Analysis, CompressionModel
 from nic.models.gains import GainTable
 from nic.quality import QUALITY_MAX, QUALITY_MIN
 from nic.runtime import tiling
-
-REC_MARGIN = 24  # pixels of context for RecCNN tiles: 20 3x3 layers see +-20
-REC_TILE = 512
+from nic_decode.comcnn import EXACT_REFUSED, compact_image  # the JPEG section's checks, shared with nic_decode
+from nic_decode.tiles import REC_MARGIN, REC_TILE
 
 
 def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -152,21 +151,8 @@ class ComRecCNN(CompressionModel):
                    exact: bool = False, terminated: bool = True) -> np.ndarray:
         """[JPEG bytes] -> the padded (H, W, 3) uint8 image, RecCNN run tile by tile."""
         if exact:
-            raise NicError("model 'comcnn' decodes in float only: its pixels are not bit-identical "
-                           "across machines, so --exact is not available")
-        if len(streams) != 1:
-            raise FormatError(f"comcnn model expects 1 JPEG section, found {len(streams)}")
-        if not streams[0].endswith(b"\xff\xd9"):  # a JPEG cut short, or with bytes after its end
-            raise FormatError("JPEG section is truncated or has data after its end")
-        try:
-            with Image.open(io.BytesIO(streams[0])) as img:
-                if img.format != "JPEG" or img.size != (width // 2, height // 2):
-                    raise FormatError("JPEG section does not match the image size")
-                compact = np.asarray(img.convert("RGB")).copy()
-        except FormatError:
-            raise
-        except Exception as e:
-            raise FormatError(f"JPEG section is corrupt ({e})") from None
+            raise NicError(EXACT_REFUSED)
+        compact = compact_image(streams, height, width)
         c = torch.from_numpy(compact).permute(2, 0, 1)[None].float().div(255)
         rec_in = self.rec_input(c, [quality])
         return tiling.run_tiled(tiling.whole_tiles(self._pixels, 1), rec_in, REC_TILE, REC_MARGIN, 1)
