@@ -109,7 +109,8 @@ def _seconds(s: float | None) -> str:
 
 def main() -> None:
     from nic.models import registry
-    from nic.runtime.refine import EFFORTS
+    from nic.quality import EFFORTS
+    from nic.runtime.refine import SCHEDULES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", nargs="?", default=str(ROOT.parent / "shared" / "data" / "kodak"))
@@ -130,7 +131,7 @@ def main() -> None:
     cache = work / "records.jsonl"
     # Only files made by these weights with today's schedules count; others are measured again.
     weights = registry.load(registry.DEFAULT_MODEL).weights_hash.hex()
-    schedules = {e: asdict(s) if s else None for e, s in EFFORTS.items()}
+    schedules = {e: asdict(SCHEDULES[e]) if e in SCHEDULES else None for e in EFFORTS}
     records = [r for r in map(json.loads, cache.read_text().splitlines()) if r["weights"] == weights
                and r["schedule"] == schedules[r["effort"]]] if cache.exists() else []
     done = {(r["image"], r["quality"], r["effort"]) for r in records}
@@ -151,7 +152,7 @@ def main() -> None:
           "images with a gain | compress 768x512 (median) | CPU | decompress | compress peak RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for e, s in summary.items():
-        steps = EFFORTS[e].steps if EFFORTS[e] else 0
+        steps = SCHEDULES[e].steps if e in SCHEDULES else 0
         print(f"| {e} | {steps} | {len(s['images'])} | {s['bd_rate_percent']:+.2f}% | {s['bd_psnr_db']:+.3f} dB | "
               f"{s['median_image_bd_rate_percent']:+.2f}% | {s['images_with_gain']} | "
               f"{_seconds(s['median_encode_s_768x512'])} | {_seconds(s['median_encode_cpu_s_768x512'])} | "

@@ -26,7 +26,7 @@ def compress(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY,
     other integers in 0..255; floats in [0, 1]. Other values are refused, never guessed.
 
     Give `quality` (1-100, higher is better) or `bpp`, a target size in bits per pixel.
-    `effort` (0-3) spends encoder time on smaller files for the same quality (see docs/EFFORT.md).
+    `effort` (0-4) spends encoder time on smaller files for the same quality (see docs/EFFORT.md).
     A PIL image's EXIF, XMP and ICC profile (`info`) are kept, unless `strip` (all of them, the
     colours then converted to sRGB) or `strip_gps` (only the location).
     """

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from nic.errors import NicError
-from nic.quality import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN, STANDARD_QUALITIES
+from nic.quality import DEFAULT_QUALITY, EFFORTS, QUALITY_MAX, QUALITY_MIN, STANDARD_QUALITIES
 
 # What the extras in pyproject.toml bring: `pip install nic` gives every other command.
 EXTRAS = {"serve": ("starlette", "uvicorn"), "eval": ("matplotlib", "pillow_heif", "pillow_jxl"), "onnx": ("onnx",)}
@@ -184,8 +184,8 @@ def parser() -> argparse.ArgumentParser:
                       help=f"{QUALITY_MIN}-{QUALITY_MAX}, higher is better ({DEFAULT_QUALITY})")
     rate.add_argument("--bpp", type=float, help="largest file at most this many bits per pixel")
     c.add_argument("--model", help="model name (see `nic models`)")
-    c.add_argument("--effort", default="0", help="encoder effort 0-3: higher makes smaller files for the same "
-                                                 "quality, slower to write, as fast to read (0)")
+    c.add_argument("--effort", default="0", help=f"encoder effort {EFFORTS[0]}-{EFFORTS[-1]}: higher makes smaller "
+                                                 "files for the same quality, slower to write, as fast to read (0)")
     c.add_argument("--force", action="store_true", help="overwrite an existing output")
     strip = c.add_mutually_exclusive_group()
     strip.add_argument("--strip", action="store_true", help="keep no metadata (EXIF, XMP; the colour profile too, "

@@ -145,7 +145,7 @@ def _pack(lm: LoadedModel, picture: Picture, quality: int, analysed: tuple[Layou
 
 def encode(picture: Picture, quality: int = DEFAULT_QUALITY, model: str | LoadedModel | None = None,
            effort: int = 0, progress: bool = False) -> bytes:
-    """Compress a Picture at one quality (1-100) into .nic bytes, spending `effort` (0-3) on
+    """Compress a Picture at one quality (1-100) into .nic bytes, spending `effort` (0-4) on
     the encoder (see `runtime/refine.py`); `progress` shows a bar on stderr while it does."""
     quality = check_quality(quality)
     lm = resolve_model(model)

@@ -46,7 +46,7 @@ def compress_file(src: Path, dst: Path, quality: int = DEFAULT_QUALITY, bpp: flo
                   model: str | None = None, force: bool = False, effort: int = 0,
                   progress: bool = False, strip: bool = False, strip_gps: bool = False) -> Compressed:
     """An image file -> a .nic file, at `quality` or at the largest size within `bpp`, with
-    `effort` (0-3) spent on the encoder; `progress` shows a bar on stderr while it is. Its
+    `effort` (0-4) spent on the encoder; `progress` shows a bar on stderr while it is. Its
     EXIF, XMP and ICC profile are kept, but for `strip` (all) or `strip_gps` (the location)."""
     _not_the_input(src, dst)
     writes.check_writable(dst, force)

@@ -18,7 +18,7 @@ DEFAULT_QUALITY = 75
 QUALITIES = range(QUALITY_MIN, QUALITY_MAX + 1)
 FINE_FROM = 50  # qualities above this carry a fine layer on the latent of this quality
 STANDARD_QUALITIES = (1, 10, 20, 35, 50, 65, 80, 90, 100)  # where eval, model cards and docs measure
-EFFORTS = (0, 1, 2, 3)  # 0: g_a's latent, as fast as compression gets; higher: refined, slower
+EFFORTS = (0, 1, 2, 3, 4)  # 0: g_a's latent, as fast as compression gets; higher: refined, slower
 DEFAULT_EFFORT = 0
 
 

@@ -96,7 +96,7 @@ def test_parse_models():
     (["images", "--models", f"{registry.DEFAULT_MODEL}:ten"], "quality 'ten' is not an integer"),
     (["images", "--models", "none", "--codecs", "none"], "nothing to evaluate"),
     (["images", "--jobs", "0"], "--jobs must be at least 1"),
-    (["images", "--effort", "0,5"], "effort must be one of 0, 1, 2, 3, got '5'"),
+    (["images", "--effort", "0,5"], "effort must be one of 0, 1, 2, 3, 4, got '5'"),
     (["images", "--models", "conv-ae", "--effort", "1"], "model 'conv-ae' has no encoder refinement above effort 0"),
     (["images", "--out", "file.txt"], "file.txt: exists and is not a folder"),
 ])

@@ -114,10 +114,10 @@ def test_largest_near_finds_what_bisection_finds(photo):
 def test_bad_effort_is_one_clear_line(tmp_path, photo):
     src = tmp_path / "in.png"
     Image.fromarray(photo).save(src)
-    for bad in ("4", "high"):
+    for bad in ("5", "high"):
         r = run_nic("compress", src, "-o", tmp_path / "out.nic", "--effort", bad)
         assert r.returncode == 1
-        assert r.stderr.strip().splitlines() == [f"nic: error: effort must be one of 0, 1, 2, 3, got '{bad}'"]
+        assert r.stderr.strip().splitlines() == [f"nic: error: effort must be one of 0, 1, 2, 3, 4, got '{bad}'"]
         assert not (tmp_path / "out.nic").exists()
     for bad in (7, -1, "1.5", 2.0, True, None):
         with pytest.raises(NicError, match="effort must be one of"):
