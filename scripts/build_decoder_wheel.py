@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -38,13 +39,18 @@ G_S_GRAPHS = ("hyperprior", "checkerboard")  # architectures whose bundle carrie
 
 
 def weights_files() -> list[tuple[str, Path]]:
-    """(model, weights file) of every shipped and archived weights file nic_decode decodes (a
-    retired model has archived ones only)."""
+    """(model, weights file) of every shipped and archived weights file (a retired model has
+    archived ones only), each an architecture nic_decode decodes (DECODE_COST). Archived files
+    are NAME-<16 hex digits>, so one model's never pass for another's whose name it starts."""
     out = []
-    for name in DECODE_COST:
+    for name in (*registry.SHIPPED, *registry.RETIRED):
         current = registry.WEIGHTS_DIR / f"{name}.safetensors"
         out += [(name, current)] if current.is_file() else []
-        out += [(name, p) for p in sorted((registry.WEIGHTS_DIR / "archive").glob(f"{name}-*.safetensors"))]
+        out += [(name, p) for p in sorted((registry.WEIGHTS_DIR / "archive").glob(f"{name}-*.safetensors"))
+                if re.fullmatch(f"{re.escape(name)}-[0-9a-f]{{16}}", p.stem)]
+    for _, path in out:
+        if deserialize(path.read_bytes(), str(path))[1]["architecture"] not in DECODE_COST:
+            raise SystemExit(f"{path}: nic_decode does not decode its architecture; add it to DECODE_COST")
     return out
 
 

@@ -61,6 +61,8 @@ CASES = [
     ("comcnn-57e23f96-q30-rgb", "comcnn", 30, "kodim23-crop.png", (8, 8, 72, 56), "RGB"),
     # comcnn's third weights (2ec24811..., 4:4:4 from quality 90 on; added by a later release, with --add).
     ("comcnn-2ec24811-q95-rgb", "comcnn", 95, "kodim05-crop.png", (24, 16, 88, 64), "RGB"),
+    # The checkerboard trained for MS-SSIM, a second model (f06b1c47...; added by a later release, with --add).
+    ("checkerboard-msssim-f06b1c47-q40-rgb", "checkerboard-msssim", 40, "kodim23-crop.png", (8, 8, 72, 56), "RGB"),
 ]
 # ComCNN's RecCNN decodes in float32: the same on one machine, within 1 level across machines.
 TOLERANCE = {"comcnn": 1}

@@ -97,7 +97,7 @@ def test_decoder_wheel_installs_alone_and_decodes(scratch, photo, monkeypatch):
     no_torch = _run(py, "-c", "import torch", cwd=work, env=env, ok=False)
     assert no_torch.returncode == 1 and "No module named 'torch'" in no_torch.stderr
     cases = json.loads((GOLDEN / "manifest.json").read_text())["files"]
-    assert {c["model"] for c in cases} == set(DECODE_COST)  # every model's golden files
+    assert {c["model"] for c in cases} >= set(DECODE_COST)  # golden files of every architecture, all decoded
     float_only = [c for c in cases if c["max_abs_diff"]]
     assert {c["model"] for c in float_only} == {"comcnn"}
     for case in [c for c in cases if not c["max_abs_diff"]]:
