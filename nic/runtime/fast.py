@@ -227,11 +227,14 @@ def _once(model: nn.Module, name: str, precision: torch.dtype | None, build: Cal
     if precision is None:
         if name not in cache:
             x = probe()
+            trials: dict[torch.dtype, object] = {}  # the nets timed; only the faster one is kept
 
             def trial(p: torch.dtype) -> Callable[[], object]:
-                net = cache.setdefault((name, p), build(p))
-                return lambda: net(x)
-            cache[name] = measured.fastest(name, _signature(getattr(model, name), x), trial)
+                trials[p] = cache.get((name, p)) or build(p)
+                return lambda: trials[p](x)
+            chosen = cache[name] = measured.fastest(name, _signature(getattr(model, name), x), trial)
+            if chosen in trials:
+                cache[name, chosen] = trials[chosen]
         precision = cache[name]
     if (name, precision) not in cache:
         cache[name, precision] = build(precision)
@@ -261,5 +264,5 @@ def fast_analysis(model: nn.Module, precision: torch.dtype | None = None) -> Fas
 def precision(model: nn.Module, name: str) -> torch.dtype:
     """The precision `fast_synthesis` ("g_s") or `fast_analysis` ("g_a") runs this model's
     network in by default."""
-    net = fast_synthesis(model) if name == "g_s" else fast_analysis(model)
-    return net.net.precision if isinstance(net, FastSynthesis) else net.precision
+    (fast_synthesis if name == "g_s" else fast_analysis)(model)  # chooses it, once per model
+    return _built[model][name]
